@@ -1,0 +1,35 @@
+"""batchlog: collect records from many threads and tasks, hand them to a sink in batches.
+
+The public names are re-exported here; see :class:`BatchWriter` to start.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    BatchlogError,
+    CapacityTooSmallError,
+    InvalidFlushIntervalError,
+    InvalidQueueSizeError,
+    MissingFlushFunctionError,
+    QueueFullError,
+    WriterClosedError,
+)
+from .metrics import Metrics
+from .overflow import OverflowPolicy
+from .writer import BatchWriter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BatchWriter",
+    "BatchlogError",
+    "CapacityTooSmallError",
+    "InvalidFlushIntervalError",
+    "InvalidQueueSizeError",
+    "Metrics",
+    "MissingFlushFunctionError",
+    "OverflowPolicy",
+    "QueueFullError",
+    "WriterClosedError",
+    "__version__",
+]

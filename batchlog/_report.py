@@ -1,0 +1,52 @@
+"""Reports of sink failures on ``sys.stderr``, rate-limited so a broken sink cannot flood it."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+
+__all__ = ["StderrReporter"]
+
+
+class StderrReporter:
+    """Writes at most ``burst`` reports per ``period`` seconds, then says how many it skipped."""
+
+    __slots__ = ("_burst", "_lock", "_period", "_sent", "_suppressed", "_window_start")
+
+    def __init__(self, burst: int = 5, period: float = 60.0) -> None:
+        self._burst = burst
+        self._period = period
+        self._lock = threading.Lock()
+        self._window_start = -float("inf")
+        self._sent = 0
+        self._suppressed = 0
+
+    def report(self, message: str, exc: BaseException | None = None) -> None:
+        """Write ``message`` (and ``exc``'s traceback) unless this window's burst is spent."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._window_start >= self._period:
+                suppressed, self._suppressed = self._suppressed, 0
+                self._window_start, self._sent = now, 0
+            else:
+                suppressed = 0
+            if self._sent >= self._burst:
+                self._suppressed += 1
+                return
+            self._sent += 1
+        parts = []
+        if suppressed:
+            parts.append(f"batchlog: {suppressed} similar reports were suppressed\n")
+        parts.append(f"batchlog: {message}\n")
+        if exc is not None:
+            parts.extend(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        stream = sys.stderr
+        if stream is None:  # pythonw, or a closed stderr at exit
+            return
+        try:
+            stream.write("".join(parts))
+            stream.flush()
+        except (OSError, ValueError):  # stderr closed or broken: nowhere left to report
+            pass
