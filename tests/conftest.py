@@ -1,0 +1,197 @@
+"""Shared fixtures: writers that are always closed, sinks to watch, logging restored."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+
+from batchlog import BatchWriter
+from batchlog.testing import FakeClock
+
+#: Real seconds a test waits for another thread before it gives up (generous: busy CI).
+WAIT = 10.0
+#: Real seconds a blocked sink waits for its gate before giving up, so a bug fails, not hangs.
+GATE_BACKSTOP = 30.0
+
+_logger_numbers = itertools.count(1)
+
+
+class RecordingSink:
+    """A sink that keeps a copy of every batch and the thread it ran on."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.batches: list[list[Any]] = []
+        self.threads: list[threading.Thread] = []
+
+    def __call__(self, batch: list[Any]) -> None:
+        self._record(batch)
+
+    def _record(self, batch: list[Any]) -> None:
+        with self._cond:
+            self.batches.append(list(batch))
+            self.threads.append(threading.current_thread())
+            self._cond.notify_all()
+
+    @property
+    def records(self) -> list[Any]:
+        """Every record received, in the order received."""
+        with self._cond:
+            return [record for batch in self.batches for record in batch]
+
+    def wait_for_batches(self, count: int, timeout: float = WAIT) -> bool:
+        """Wait (real time) until at least ``count`` batches arrived; return whether they did."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.batches) >= count, timeout)
+
+    def wait_for_records(self, count: int, timeout: float = WAIT) -> bool:
+        """Wait (real time) until at least ``count`` records arrived; return whether they did."""
+        with self._cond:
+            return self._cond.wait_for(lambda: sum(map(len, self.batches)) >= count, timeout)
+
+
+class BlockingSink(RecordingSink):
+    """A sink whose calls wait for :meth:`release`; ``entered`` is set when a call begins.
+
+    A batch is recorded once the call is released.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def __call__(self, batch: list[Any]) -> None:
+        self.entered.set()
+        self.gate.wait(GATE_BACKSTOP)
+        self._record(batch)
+
+    def release(self) -> None:
+        """Let every present and future call through."""
+        self.gate.set()
+
+
+class LogCapture(logging.Handler):
+    """A handler that keeps the records it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Put the root logger's handlers and level and ``logging.raiseExceptions`` back."""
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    level = root.level
+    raise_exceptions = logging.raiseExceptions
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+    logging.raiseExceptions = raise_exceptions
+
+
+@pytest.fixture
+def _gates() -> list[threading.Event]:
+    """Events that must be set before the test's writers are closed."""
+    return []
+
+
+@pytest.fixture
+def make_writer(_gates: list[threading.Event]) -> Iterator[Callable[..., BatchWriter[Any]]]:
+    """Return ``make_writer(flush_fn, capacity=10, flush_interval=60.0, **kwargs)``.
+
+    Every writer it made is closed at teardown (after every gate is released); a writer
+    that cannot close within ``WAIT`` seconds fails the test.
+    """
+    writers: list[BatchWriter[Any]] = []
+
+    def make(
+        flush_fn: Callable[[list[Any]], object],
+        capacity: int = 10,
+        flush_interval: float = 60.0,
+        **kwargs: Any,
+    ) -> BatchWriter[Any]:
+        writer: BatchWriter[Any] = BatchWriter(capacity, flush_interval, flush_fn, **kwargs)
+        writers.append(writer)
+        return writer
+
+    yield make
+    for gate in _gates:
+        gate.set()
+    unclosed = [writer.name for writer in writers if not writer.close(timeout=WAIT)]
+    if unclosed:
+        pytest.fail(f"writers did not close within {WAIT} s: {unclosed}")
+
+
+@pytest.fixture
+def sink() -> RecordingSink:
+    """A sink that records every batch."""
+    return RecordingSink()
+
+
+@pytest.fixture
+def blocking_sink(_gates: list[threading.Event]) -> BlockingSink:
+    """A sink that blocks until released (released at teardown at the latest)."""
+    blocking = BlockingSink()
+    _gates.append(blocking.gate)
+    return blocking
+
+
+@pytest.fixture
+def new_gate(_gates: list[threading.Event]) -> Callable[[], threading.Event]:
+    """Return a factory of Events that are set at teardown, before writers close."""
+
+    def make() -> threading.Event:
+        gate = threading.Event()
+        _gates.append(gate)
+        return gate
+
+    return make
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock that moves only when the test advances it."""
+    return FakeClock()
+
+
+@pytest.fixture
+def make_log_capture() -> Iterator[Callable[[], tuple[logging.Logger, LogCapture]]]:
+    """Return a factory of fresh non-propagating loggers, each with a collecting handler."""
+    made: list[tuple[logging.Logger, LogCapture]] = []
+
+    def make() -> tuple[logging.Logger, LogCapture]:
+        logger = logging.getLogger(f"batchlog-tests.logger-{next(_logger_numbers)}")
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG)
+        handler = LogCapture()
+        logger.addHandler(handler)
+        made.append((logger, handler))
+        return logger, handler
+
+    yield make
+    for logger, handler in made:
+        logger.removeHandler(handler)
+
+
+@pytest.fixture
+def log_capture(
+    make_log_capture: Callable[[], tuple[logging.Logger, LogCapture]],
+) -> tuple[logging.Logger, LogCapture]:
+    """A fresh non-propagating logger and the handler collecting what it logs."""
+    return make_log_capture()
