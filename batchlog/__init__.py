@@ -14,14 +14,18 @@ from .errors import (
     QueueFullError,
     WriterClosedError,
 )
+from .handler import BatchingHandler
 from .metrics import Metrics
 from .overflow import OverflowPolicy
+from .processor import BatchingProcessor
 from .writer import BatchWriter
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BatchWriter",
+    "BatchingHandler",
+    "BatchingProcessor",
     "BatchlogError",
     "CapacityTooSmallError",
     "InvalidFlushIntervalError",

@@ -1,0 +1,382 @@
+"""``BatchingHandler``: a ``logging.Handler`` that hands records to a sink in batches.
+
+On the caller's thread ``handle`` does the least that keeps the record stable: filters,
+and only for a record whose message could still change (mutable arguments, a non-string
+message) or that carries a live traceback, a copy with the message merged and the
+exception rendered to text. Everything else, formatting included, happens on the writer's
+worker thread.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import logging
+import sys
+import threading
+import uuid
+from typing import Any, Callable, TypeVar
+
+from ._intake import REFUSED, check_policy, offer_by_policy
+from ._report import StderrReporter
+from ._sinkspec import resolve_sink
+from .metrics import Metrics
+from .overflow import OverflowPolicyLike
+from .writer import BatchWriter
+
+__all__ = ["DEFAULT_FLUSH_TIMEOUT", "BatchingHandler", "level_number"]
+
+_get_ident = threading.get_ident
+_HANDLE_RETURNS_RECORD = sys.version_info >= (3, 12)
+
+#: Seconds ``flush()`` and ``close()`` wait for the sink before giving up, by default.
+DEFAULT_FLUSH_TIMEOUT = 10.0
+
+# Arguments of these exact types cannot change after the call, so "%s" % arg gives the
+# same text on the worker thread as it would have on the caller's: no copy needed.
+_STABLE_ARG_TYPES = frozenset(
+    {
+        str,
+        int,
+        float,
+        bool,
+        type(None),
+        bytes,
+        complex,
+        decimal.Decimal,
+        uuid.UUID,
+        datetime.datetime,
+        datetime.date,
+        datetime.time,
+        datetime.timedelta,
+    }
+)
+
+
+def level_number(level: int | str, *, what: str = "level") -> int:
+    """Return the number of a logging level given as a number or a name (any case).
+
+    Raises:
+        ValueError: ``level`` names no level; the message names ``what``.
+    """
+    if isinstance(level, bool):
+        pass
+    elif isinstance(level, int):
+        return level
+    elif isinstance(level, str):
+        number = logging.getLevelName(level.strip().upper())
+        if isinstance(number, int):
+            return number
+    msg = f"{what} must be a logging level number or name such as 'ERROR', not {level!r}"
+    raise ValueError(msg)
+
+
+N = TypeVar("N", int, float)
+
+
+def _number_from_config(value: Any, kind: type[N]) -> Any:
+    """Turn a numeric string from a config file ("100", "2.5") into ``kind``; else as is.
+
+    Anything else passes through untouched, for the writer to accept or reject by name.
+    """
+    if isinstance(value, str):
+        try:
+            return kind(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
+def _copy_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Return a shallow copy of ``record`` (its attributes, not a call to ``__init__``)."""
+    cls = type(record)
+    copy = cls.__new__(cls)
+    copy.__dict__.update(record.__dict__)
+    return copy
+
+
+def _logging_lock_held() -> bool:
+    """Whether this thread holds the logging module's lock.
+
+    dictConfig holds it while it closes old handlers; waiting for the sink then could
+    deadlock a sink that logs.
+    """
+    is_owned: Callable[[], bool] | None = getattr(
+        getattr(logging, "_lock", None), "_is_owned", None
+    )
+    return bool(is_owned and is_owned())
+
+
+class BatchingHandler(logging.Handler):
+    """A :class:`logging.Handler` that hands records to ``sink`` in batches.
+
+    Args:
+        sink: A callable taking ``list[logging.LogRecord]``; or an import string
+            (``"pkg.mod:attr"``, ``"pkg.mod.attr"``, ``"ext://pkg.mod.attr"``); or a mapping
+            ``{"()": factory, **kwargs}`` called to build it. If it has ``close()``, the
+            handler calls it after the last batch.
+        capacity: Most records per batch.
+        flush_interval: The longest a record waits, in seconds.
+        overflow: What to do when the queue is full: ``"block"`` (wait, at most
+            ``block_timeout``), ``"drop_newest"`` or ``"drop_oldest"``.
+        block_timeout: With ``"block"``, most seconds to wait before dropping the record.
+        flush_level: A record at or above this level triggers a flush at once (the
+            caller does not wait for it).
+        max_queue_size: Most records held; see :class:`~batchlog.BatchWriter`.
+        clear_buffers: See :class:`~batchlog.BatchWriter`.
+        level: The handler's level.
+        name: The writer's name (thread name, reports); default: the handler's class.
+        flush_timeout: Most seconds :meth:`flush` and :meth:`close` wait for the sink
+            (``logging.shutdown()`` calls both at exit); None waits as long as it takes.
+
+    The records the sink receives are stable: ``record.getMessage()`` gives the text as it
+    was when logged, and an exception is already text in ``exc_text`` (``exc_info`` is
+    None). A record whose arguments could change later, or that carried an exception, was
+    copied at emit time; any other is the logged record itself, shared with other
+    handlers, so a sink must not modify it.
+
+    Formatted text: give the handler a formatter (``setFormatter``, or dictConfig's
+    ``formatter``) and every record the sink receives is a copy with a ``formatted``
+    attribute holding the formatter's output (and ``message``, ``asctime`` set by it).
+    Formatting runs on the worker thread, never the caller's. Without a formatter nothing
+    is formatted, which is the cheapest: use ``record.getMessage()``.
+
+    Records the sink itself logs through this handler are dropped (and counted in
+    ``metrics.records_dropped``) so a sink cannot feed itself forever.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        sink: object,
+        capacity: int = 100,
+        flush_interval: float = 5.0,
+        *,
+        overflow: OverflowPolicyLike = "block",
+        block_timeout: float | None = None,
+        flush_level: int | str | None = None,
+        max_queue_size: int | None = None,
+        clear_buffers: bool = False,
+        level: int | str = logging.NOTSET,
+        name: str | None = None,
+        flush_timeout: float | None = DEFAULT_FLUSH_TIMEOUT,
+    ) -> None:
+        super().__init__(level_number(level))
+        capacity = _number_from_config(capacity, int)
+        flush_interval = _number_from_config(flush_interval, float)
+        max_queue_size = _number_from_config(max_queue_size, int)
+        block_timeout = _number_from_config(block_timeout, float)
+        flush_timeout = _number_from_config(flush_timeout, float)
+        self._sink = resolve_sink(sink)
+        self._flush_level = (
+            None if flush_level is None else level_number(flush_level, what="flush_level")
+        )
+        if flush_timeout is not None and not (
+            isinstance(flush_timeout, (int, float)) and flush_timeout >= 0
+        ):
+            msg = f"flush_timeout must be a number of seconds >= 0 or None, not {flush_timeout!r}"
+            raise ValueError(msg)
+        self.flush_timeout = flush_timeout
+        check_policy(overflow, block_timeout)  # before the writer starts its thread
+        self._reporter = StderrReporter()
+        self._writer: BatchWriter[logging.LogRecord] = BatchWriter(
+            capacity,
+            flush_interval,
+            self._deliver,
+            max_queue_size=max_queue_size,
+            clear_buffers=clear_buffers,
+            on_error=self._on_sink_error,
+            on_close=self._close_sink,
+            name=name or type(self).__name__,
+            close_at_exit=False,  # logging.shutdown() closes it, after other atexit hooks log
+        )
+        self._offer = offer_by_policy(self._writer, overflow, block_timeout)
+
+    # ------------------------------------------------------------------ public surface
+
+    @property
+    def writer(self) -> BatchWriter[logging.LogRecord]:
+        """The :class:`~batchlog.BatchWriter` behind this handler."""
+        return self._writer
+
+    @property
+    def metrics(self) -> Metrics:
+        """The writer's :class:`~batchlog.Metrics`."""
+        return self._writer.metrics
+
+    @property
+    def sink(self) -> Callable[[list[logging.LogRecord]], object]:
+        """The sink batches go to."""
+        return self._sink
+
+    def __repr__(self) -> str:
+        level = logging.getLevelName(self.level)
+        return f"<{type(self).__name__} {self._writer.name!r} ({level}) sink={self._sink!r}>"
+
+    # ------------------------------------------------------------------ caller's thread
+
+    def handle(  # noqa: PLR0912 -- one frame on purpose: this is the caller's whole cost
+        self, record: logging.LogRecord, *, _filtered: bool = False
+    ) -> Any:
+        """Filter ``record`` and hand it to the writer by the overflow policy; never raises.
+
+        This is the caller's whole cost, so it runs in one frame, takes no lock, and uses
+        the writer's lock-free fast path inline; the overflow policy is consulted only
+        when the queue is full or closed.
+
+        Returns what :meth:`logging.Handler.handle` returns: whether the record passed the
+        filters (on Python 3.12+, the record itself when it did).
+        """
+        if self.filters and not _filtered:
+            result = self.filter(record)
+            if not result:
+                return result
+            if isinstance(result, logging.LogRecord):
+                record = result
+        writer = self._writer
+        offered = False
+        try:
+            if writer._sink_running and writer._sink_thread == _get_ident():
+                writer._count_drop()  # the sink itself is logging: a feedback loop
+                return record if _HANDLE_RETURNS_RECORD else True
+            # Merge the message now (a bad format fails here, as in the stdlib), but copy
+            # the record only if what the sink would see could still change.
+            args = record.args
+            msg = record.msg
+            if type(msg) is not str or record.exc_info:
+                record = self._freeze(record)
+            elif args:
+                if type(args) is tuple:
+                    for arg in args:
+                        if type(arg) not in _STABLE_ARG_TYPES:
+                            record = self._freeze(record)
+                            break
+                    else:
+                        msg % args
+                else:  # a mapping of arguments may be mutated later
+                    record = self._freeze(record)
+            offered = True
+            try:
+                writer._pop_slot()
+            except IndexError:
+                self._offer(record)  # full or closed: wait, drop or evict, by policy
+            else:
+                writer._append_record(record)
+                if len(writer._queue) >= writer._signal_at:
+                    writer._signal()
+            flush_level = self._flush_level
+            if flush_level is not None and record.levelno >= flush_level:
+                writer.flush(timeout=0)  # wake the worker; do not wait for the sink
+        except REFUSED:
+            pass  # full or closed: the writer counted it in records_dropped
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 -- logging never raises into the caller
+            if not offered:
+                writer._count_drop()  # e.g. a message that cannot be merged: reported below
+            self.handleError(record)
+        return record if _HANDLE_RETURNS_RECORD else True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Hand ``record`` to the writer by the overflow policy, unfiltered; never raises."""
+        self.handle(record, _filtered=True)
+
+    def _freeze(self, record: logging.LogRecord) -> logging.LogRecord:
+        """Return a copy with the message merged now and the traceback as text.
+
+        Nothing the caller still holds (arguments, frames) can then change it or be kept
+        alive by it.
+        """
+        copy = _copy_record(record)
+        if type(record.msg) is dict and not record.args:
+            # structlog's ProcessorFormatter carries the event dict as msg: keep it a dict.
+            copy.msg = record.msg.copy()
+        else:
+            copy.msg = record.getMessage()
+            copy.args = None
+        if record.exc_info:
+            if not record.exc_text:
+                formatter = self.formatter or logging.Formatter()
+                copy.exc_text = formatter.formatException(record.exc_info)
+            copy.exc_info = None
+        return copy
+
+    # ------------------------------------------------------------------ worker thread
+
+    def _deliver(self, batch: list[logging.LogRecord]) -> None:
+        """Format the batch if a formatter is set (on the worker thread); call the sink."""
+        if self.formatter is not None:
+            self._sink([self._formatted_copy(record) for record in batch])
+            return
+        self._sink(batch)  # stable as they are: merged (or copied) at emit
+
+    def _placeholder(self, record: logging.LogRecord) -> logging.LogRecord:
+        """Return a copy of an unformattable ``record`` whose message says what it was."""
+        copy = _copy_record(record)
+        fallback = f"<unformattable record: msg={record.msg!r} args={record.args!r}>"
+        copy.msg, copy.args = fallback, None
+        copy.message = copy.formatted = fallback
+        return copy
+
+    def _formatted_copy(self, record: logging.LogRecord) -> logging.LogRecord:
+        """Return a copy of ``record`` carrying ``formatted``; the original is untouched."""
+        copy = _copy_record(record)
+        try:
+            copy.formatted = self.format(copy)  # also sets copy.message, asctime, exc_text
+        except Exception:  # noqa: BLE001 -- one bad record must not sink the batch
+            self.handleError(record)
+            return self._placeholder(record)
+        return copy
+
+    def _on_sink_error(self, exc: Exception, batch: list[logging.LogRecord]) -> None:
+        if logging.raiseExceptions:  # like handleError: silent when the app asks for that
+            self._reporter.report(
+                f"{type(self).__name__} {self._writer.name!r}: the sink raised on a batch "
+                f"of {len(batch)} records (counted in metrics.records_failed)",
+                exc,
+            )
+
+    def _close_sink(self) -> None:
+        close = getattr(self._sink, "close", None)
+        if callable(close):
+            close()
+
+    # ------------------------------------------------------------------ flush and close
+
+    def flush(self) -> None:
+        """Hand every record emitted so far to the sink and wait (at most ``flush_timeout``).
+
+        Use ``handler.writer.flush(timeout)`` to learn whether it finished in time.
+        """
+        if _logging_lock_held():
+            self._writer.flush(timeout=0)  # start it; waiting could deadlock a logging sink
+        else:
+            self._writer.flush(self.flush_timeout)
+
+    def close(self) -> None:
+        """Deliver every record (waiting at most ``flush_timeout``), close the sink, detach.
+
+        Idempotent. ``logging.shutdown()`` calls it at exit.
+        """
+        try:
+            if _logging_lock_held():
+                # Waiting could deadlock a sink that logs. The worker finishes in the
+                # background, and batchlog's exit hook waits for it if the process ends
+                # first (logging.shutdown() no longer knows this handler).
+                self._writer.close_at_exit = True
+                self._writer.close(timeout=0)
+            else:
+                self._writer.close(self.flush_timeout)
+        finally:
+            super().close()
+
+    def set_name(self, name: str) -> None:
+        """Set the handler's name (dictConfig does) and name its writer after it."""
+        super().set_name(name)
+        if name:
+            self._writer.name = name
+
+    # logging.Handler.name is a property bound to the base class's set_name: rebind it.
+    name = property(logging.Handler.get_name, set_name)
+

@@ -1,0 +1,152 @@
+"""``BatchingProcessor``: the last processor of a structlog chain, batching event dicts.
+
+structlog is imported when a processor is made, never by ``import batchlog``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import MutableMapping
+from typing import Any, Callable
+
+from ._intake import REFUSED, check_policy, offer_by_policy
+from ._sinkspec import resolve_sink
+from .handler import DEFAULT_FLUSH_TIMEOUT
+from .metrics import Metrics
+from .overflow import OverflowPolicyLike
+from .writer import BatchWriter
+
+__all__ = ["BatchingProcessor"]
+
+EventDict = MutableMapping[str, Any]
+
+
+class BatchingProcessor:
+    """A structlog processor that hands a shallow copy of each event dict to a sink in batches.
+
+    Put it last in the chain: it raises ``structlog.DropEvent`` after taking the event, so
+    nothing is rendered or printed. An ``exc_info`` in the event is rendered to an
+    ``exception`` string on the caller's thread (as ``format_exc_info`` does), so no
+    traceback outlives the call. With ``pass_through=True`` it returns the event dict
+    unchanged instead, so a renderer can follow.
+
+    Args:
+        sink: A callable taking ``list[dict]``, or an import string, or a mapping
+            ``{"()": factory, **kwargs}`` (as for :class:`~batchlog.BatchingHandler`).
+            If it has ``close()``, it is called after the last batch.
+        capacity: Most events per batch.
+        flush_interval: The longest an event waits, in seconds.
+        overflow: ``"block"``, ``"drop_newest"`` or ``"drop_oldest"``.
+        block_timeout: With ``"block"``, most seconds to wait before dropping the event.
+        max_queue_size: Most events held; see :class:`~batchlog.BatchWriter`.
+        clear_buffers: See :class:`~batchlog.BatchWriter`.
+        pass_through: Return the event dict instead of dropping it.
+        name: The writer's name (thread name, reports).
+        flush_timeout: Most seconds :meth:`flush` and :meth:`close` wait; None: no limit.
+
+    With structlog's async methods (``await log.ainfo(...)``) the chain, and so a blocking
+    wait for room, runs in a worker thread, never on the event loop.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = (
+        "_drop_event",
+        "_format_exc_info",
+        "_offer",
+        "_sink",
+        "flush_timeout",
+        "pass_through",
+        "writer",
+    )
+
+    def __init__(
+        self,
+        sink: object,
+        capacity: int = 100,
+        flush_interval: float = 5.0,
+        *,
+        overflow: OverflowPolicyLike = "block",
+        block_timeout: float | None = None,
+        max_queue_size: int | None = None,
+        clear_buffers: bool = False,
+        pass_through: bool = False,
+        name: str | None = None,
+        flush_timeout: float | None = DEFAULT_FLUSH_TIMEOUT,
+    ) -> None:
+        try:
+            import structlog
+        except ImportError as exc:  # pragma: no cover - the test extra installs structlog
+            msg = "BatchingProcessor needs structlog: pip install 'batchlog[structlog]'"
+            raise ImportError(msg) from exc
+        self._drop_event = structlog.DropEvent
+        self._format_exc_info = structlog.processors.format_exc_info
+        self._sink = resolve_sink(sink)
+        check_policy(overflow, block_timeout)  # before the writer starts its thread
+        self.pass_through = bool(pass_through)
+        self.flush_timeout = flush_timeout
+        #: The :class:`~batchlog.BatchWriter` behind this processor.
+        self.writer: BatchWriter[dict[str, Any]] = BatchWriter(
+            capacity,
+            flush_interval,
+            self._sink,
+            max_queue_size=max_queue_size,
+            clear_buffers=clear_buffers,
+            on_close=self._close_sink,
+            name=name or type(self).__name__,
+        )
+        self._offer: Callable[[dict[str, Any]], object] = offer_by_policy(
+            self.writer, overflow, block_timeout
+        )
+
+    def __call__(
+        self,
+        logger: object,  # noqa: ARG002 -- structlog's processor signature
+        method_name: str,  # noqa: ARG002
+        event_dict: EventDict,
+    ) -> EventDict:
+        """Take a shallow copy of ``event_dict``; raise ``DropEvent`` unless passing through."""
+        writer = self.writer
+        if writer._on_sink_thread():  # the sink is logging: a feedback loop
+            writer._count_drop()
+        else:
+            with contextlib.suppress(*REFUSED):  # full or closed: counted as dropped
+                self._offer(self._copy(event_dict))
+        if self.pass_through:
+            return event_dict
+        raise self._drop_event
+
+    def _copy(self, event_dict: EventDict) -> dict[str, Any]:
+        """Return a shallow copy, with ``exc_info`` rendered to ``exception`` text now.
+
+        A traceback left for the worker would keep the caller's frames alive until the
+        flush, and ``exc_info=True`` would mean nothing on another thread.
+        """
+        event = dict(event_dict)
+        if "exc_info" in event:
+            event = self._format_exc_info(None, "", event)
+        return event
+
+    @property
+    def metrics(self) -> Metrics:
+        """The writer's :class:`~batchlog.Metrics`."""
+        return self.writer.metrics
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver every event taken so far; see :meth:`BatchWriter.flush`.
+
+        ``timeout`` defaults to ``flush_timeout``.
+        """
+        return self.writer.flush(self.flush_timeout if timeout is None else timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Deliver everything, close the sink, stop; see :meth:`BatchWriter.close`."""
+        return self.writer.close(self.flush_timeout if timeout is None else timeout)
+
+    def _close_sink(self) -> None:
+        close = getattr(self._sink, "close", None)
+        if callable(close):
+            close()
+
+    def __repr__(self) -> str:
+        return f"<BatchingProcessor {self.writer.name!r} sink={self._sink!r}>"
