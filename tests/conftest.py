@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import logging
+import logging.config
+import sys
+import textwrap
 import threading
+import types
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -195,3 +202,200 @@ def log_capture(
 ) -> tuple[logging.Logger, LogCapture]:
     """A fresh non-propagating logger and the handler collecting what it logs."""
     return make_log_capture()
+
+
+def _detach_everywhere(handler: logging.Handler) -> None:
+    """Remove ``handler`` from the root logger and from every named logger."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        if isinstance(logger, logging.Logger) and handler in logger.handlers:
+            logger.removeHandler(handler)
+
+
+@pytest.fixture
+def make_handler(_gates: list[threading.Event]) -> Iterator[Callable[..., Any]]:
+    """Return ``make_handler(sink, capacity=100, flush_interval=60.0, **kwargs)``.
+
+    Every handler it made is detached from every logger and closed at teardown (after
+    every gate is released); one whose writer cannot close within ``WAIT`` s fails the test.
+    """
+    from batchlog import BatchingHandler
+
+    handlers: list[BatchingHandler] = []
+
+    def make(
+        sink: object, capacity: int = 100, flush_interval: float = 60.0, **kwargs: Any
+    ) -> BatchingHandler:
+        handler = BatchingHandler(sink, capacity, flush_interval, **kwargs)
+        handlers.append(handler)
+        return handler
+
+    yield make
+    for gate in _gates:
+        gate.set()
+    for handler in handlers:
+        _detach_everywhere(handler)
+        handler.close()
+    unclosed = [handler.name for handler in handlers if not handler.writer.close(timeout=WAIT)]
+    if unclosed:
+        pytest.fail(f"handlers did not close within {WAIT} s: {unclosed}")
+
+
+@pytest.fixture
+def make_processor(_gates: list[threading.Event]) -> Iterator[Callable[..., Any]]:
+    """Return ``make_processor(sink, capacity=100, flush_interval=60.0, **kwargs)``.
+
+    Every processor it made is closed at teardown (after every gate is released).
+    """
+    from batchlog import BatchingProcessor
+
+    processors: list[BatchingProcessor] = []
+
+    def make(
+        sink: object, capacity: int = 100, flush_interval: float = 60.0, **kwargs: Any
+    ) -> BatchingProcessor:
+        processor = BatchingProcessor(sink, capacity, flush_interval, **kwargs)
+        processors.append(processor)
+        return processor
+
+    yield make
+    for gate in _gates:
+        gate.set()
+    unclosed = [repr(processor) for processor in processors if not processor.close(WAIT)]
+    if unclosed:
+        pytest.fail(f"processors did not close within {WAIT} s: {unclosed}")
+
+
+@pytest.fixture
+def make_logger() -> Iterator[Callable[..., logging.Logger]]:
+    """Return ``make_logger(*handlers)``: a fresh non-propagating DEBUG logger using them.
+
+    The handlers are removed from it at teardown.
+    """
+    made: list[logging.Logger] = []
+
+    def make(*handlers: logging.Handler) -> logging.Logger:
+        logger = logging.getLogger(f"batchlog-tests.logger-{next(_logger_numbers)}")
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG)
+        for handler in handlers:
+            logger.addHandler(handler)
+        made.append(logger)
+        return logger
+
+    yield make
+    for logger in made:
+        for handler in logger.handlers[:]:
+            logger.removeHandler(handler)
+
+
+#: The source of the module made by ``sink_module``: sinks that dictConfig can name.
+SINK_MODULE_SOURCE = """\
+import threading
+
+received = []  # every record any sink here received, in order
+_cond = threading.Condition()
+gate = threading.Event()  # blocking_sink waits for it; set at teardown at the latest
+entered = threading.Event()  # set when blocking_sink is first called
+not_callable = 42
+
+
+def sink(batch):
+    with _cond:
+        received.extend(batch)
+        _cond.notify_all()
+
+
+def wait_for(count, timeout):
+    with _cond:
+        return _cond.wait_for(lambda: len(received) >= count, timeout)
+
+
+def blocking_sink(batch):
+    entered.set()
+    gate.wait(30.0)
+    sink(batch)
+
+
+class Sinks:
+    sink = staticmethod(sink)
+
+
+class TaggingSink:
+    def __init__(self, tag, suffix=""):
+        self.tag = tag + suffix
+        self.closed = False
+
+    def __call__(self, batch):
+        sink([(self.tag, record) for record in batch])
+
+    def close(self):
+        self.closed = True
+
+
+def make_tagging_sink(tag):
+    return TaggingSink(tag)
+
+
+def drop_secrets():
+    return lambda record: "secret" not in record.getMessage()
+"""
+
+
+@pytest.fixture
+def sink_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _gates: list[threading.Event]
+) -> Iterator[types.ModuleType]:
+    """A fresh importable module of sinks (``SINK_MODULE_SOURCE``) under a unique name.
+
+    Its ``gate`` is set at teardown, before handlers close; it leaves ``sys.modules`` then.
+    """
+    name = f"batchlog_test_sinks_{uuid.uuid4().hex[:12]}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(SINK_MODULE_SOURCE))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    _gates.append(module.gate)
+    yield module
+    sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def dict_config(
+    _gates: list[threading.Event],
+) -> Iterator[Callable[..., tuple[logging.Logger, logging.Handler]]]:
+    """Return ``dict_config(handler_config, formatters=None, filters=None)``.
+
+    It runs ``logging.config.dictConfig`` with the handler as ``"batching"`` on a fresh
+    non-propagating logger (existing loggers stay enabled) and returns the logger and the
+    handler. Handlers it configured are closed and detached at teardown.
+    """
+    configured: list[logging.Logger] = []
+
+    def configure(
+        handler_config: dict[str, Any],
+        formatters: dict[str, Any] | None = None,
+        filters: dict[str, Any] | None = None,
+    ) -> tuple[logging.Logger, logging.Handler]:
+        name = f"batchlog-tests.dictconfig-{next(_logger_numbers)}"
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "formatters": formatters or {},
+                "filters": filters or {},
+                "handlers": {"batching": handler_config},
+                "loggers": {name: {"handlers": ["batching"], "level": "DEBUG", "propagate": False}},
+            }
+        )
+        logger = logging.getLogger(name)
+        configured.append(logger)
+        (handler,) = logger.handlers
+        return logger, handler
+
+    yield configure
+    for gate in _gates:
+        gate.set()
+    for logger in configured:
+        for handler in logger.handlers[:]:
+            logger.removeHandler(handler)
+            handler.close()
