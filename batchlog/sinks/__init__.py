@@ -1,0 +1,84 @@
+"""Ready-made sinks: each a callable taking one batch, each with ``close()``.
+
+Every sink takes both record kinds, stdlib ``logging.LogRecord`` objects and structlog
+event dicts, and stores them in one common encoding (see :func:`encode_record`).
+
+==========================  ======================================================
+:class:`JsonLinesSink`      a JSON Lines file: one write per batch, logrotate-friendly
+:class:`SQLiteSink`         an SQLite database (the embedded default)
+:class:`PostgresSink`       PostgreSQL via ``COPY`` (``pip install 'batchlog[postgres]'``)
+:class:`HTTPSink`           one POST per batch, retries with backoff
+                            (``pip install 'batchlog[http]'``)
+:class:`HandlerSink`        forwards each record to ordinary logging handlers
+:class:`FallbackSink`       a primary sink plus a dead-letter JSON Lines file;
+                            :func:`replay` feeds such a file to any sink
+==========================  ======================================================
+
+Submodules are imported when a name is first used, so ``import batchlog.sinks`` pulls
+in neither sqlite3 nor any network library.
+
+.. versionadded:: 0.1.0
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._types import ClosableSink, Sink
+    from ._encode import FIELDS, encode_record, to_json
+    from .fallback import FallbackMetrics, FallbackSink, replay
+    from .forward import HandlerSink
+    from .http import DeliveryError, HTTPSink
+    from .jsonl import JsonLinesSink
+    from .postgres import PostgresSink
+    from .sqlite import SQLiteSink
+
+__all__ = [
+    "FIELDS",
+    "ClosableSink",
+    "DeliveryError",
+    "FallbackMetrics",
+    "FallbackSink",
+    "HTTPSink",
+    "HandlerSink",
+    "JsonLinesSink",
+    "PostgresSink",
+    "SQLiteSink",
+    "Sink",
+    "encode_record",
+    "replay",
+    "to_json",
+]
+
+_WHERE = {
+    "FIELDS": "._encode",
+    "encode_record": "._encode",
+    "to_json": "._encode",
+    "ClosableSink": ".._types",
+    "Sink": ".._types",
+    "FallbackMetrics": ".fallback",
+    "FallbackSink": ".fallback",
+    "replay": ".fallback",
+    "HandlerSink": ".forward",
+    "HTTPSink": ".http",
+    "DeliveryError": ".http",
+    "JsonLinesSink": ".jsonl",
+    "PostgresSink": ".postgres",
+    "SQLiteSink": ".sqlite",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _WHERE.get(name)
+    if module_name is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

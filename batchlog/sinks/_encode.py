@@ -1,0 +1,328 @@
+"""One encoding of a record, LogRecord or structlog event dict, to a JSON-ready dict.
+
+Every sink stores the same fields, so a reader of one store can read any other::
+
+    timestamp     RFC 3339, UTC, microseconds: "2026-11-27T05:27:12.123456Z"
+    level         "INFO"                       level_number  20
+    logger        logger name                  message       the merged message (text)
+    exception     traceback text or None       stack         stack text or None
+    thread, thread_name, process, process_name, module, function, line, path
+    extra         every other field (``extra=`` of a LogRecord, other event-dict keys)
+
+Every field but ``extra`` holds a string, an integer or None; ``extra`` is a dict of JSON
+values. A value that JSON cannot hold is rendered with ``repr``; encoding never raises.
+
+structlog event dicts: ``event`` is the message; ``level``, ``logger`` (or
+``logger_name``), ``timestamp`` (epoch seconds, a datetime, or an ISO 8601 string, which is
+normalised to the form above when it parses), ``exception`` and ``stack`` map to their
+fields; so do the keys of structlog's ``CallsiteParameterAdder`` (``thread``,
+``thread_name``, ``process``, ``process_name``, ``module``, ``func_name``, ``lineno``,
+``pathname``). Every other key goes to ``extra``. An event without a timestamp is stamped
+with the time it is encoded.
+
+A mapping that already has every field (a record read back from a JSON Lines or
+dead-letter file) is passed through unchanged, so any sink accepts encoded records.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["FIELDS", "encode_record", "rfc3339", "timestamp_seconds", "to_json"]
+
+#: The top-level fields of an encoded record, in order.
+FIELDS = (
+    "timestamp",
+    "level",
+    "level_number",
+    "logger",
+    "message",
+    "exception",
+    "stack",
+    "thread",
+    "thread_name",
+    "process",
+    "process_name",
+    "module",
+    "function",
+    "line",
+    "path",
+    "extra",
+)
+
+#: Attributes every LogRecord has (or that logging and batchlog add); the rest are extras.
+LOGRECORD_ATTRIBUTES = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "formatted", "taskName"}
+)
+# structlog keys that map onto the common fields.
+_EVENT_KEYS = frozenset(
+    {
+        "event",
+        "level",
+        "logger",
+        "logger_name",
+        "timestamp",
+        "exception",
+        "stack",
+        "thread",
+        "thread_name",
+        "process",
+        "process_name",
+        "module",
+        "func_name",
+        "lineno",
+        "pathname",
+    }
+)
+_ENCODED_KEYS = frozenset(FIELDS)
+_UTC = datetime.timezone.utc
+_RFC3339 = "%Y-%m-%dT%H:%M:%S.%fZ"
+_MAX_DEPTH = 20  # deeper than any log record should be: stop recursing, keep the repr
+_INT64 = (-(2**63), 2**63 - 1)  # what SQL databases store as an integer
+
+
+def rfc3339(epoch_seconds: float) -> str:
+    """Return ``epoch_seconds`` as RFC 3339 in UTC with microseconds and a ``Z``."""
+    moment = datetime.datetime.fromtimestamp(epoch_seconds, tz=_UTC)
+    return moment.strftime(_RFC3339)
+
+
+def timestamp_seconds(text: object) -> float | None:
+    """Return the epoch seconds of an ISO 8601 / RFC 3339 timestamp, or None if it is not one.
+
+    A timestamp without an offset is taken as local time (as structlog's
+    ``TimeStamper(utc=False)`` writes it).
+    """
+    if not isinstance(text, str):
+        return None
+    value = text.strip()
+    if value[-1:] in {"Z", "z"}:
+        value = value[:-1] + "+00:00"  # Python 3.9's fromisoformat does not know "Z"
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+        return moment.timestamp()  # a naive datetime is local time, as documented
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _now() -> str:
+    return rfc3339(time.time())
+
+
+def _safe_rfc3339(epoch_seconds: Any) -> str:
+    try:
+        return rfc3339(float(epoch_seconds))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return _now()  # not a usable time: the time of encoding beats losing the record
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception as exc:  # noqa: BLE001 -- a broken __repr__ must not lose the record
+        try:
+            detail = f"{type(exc).__name__}: {exc}"
+        except Exception:  # noqa: BLE001 -- even the exception's __str__ may be broken
+            detail = type(exc).__name__
+        return f"<unrepresentable {type(value).__name__}: {detail}>"
+
+
+def _safe_text(value: Any) -> str:
+    """Return ``str(value)``, or its ``repr`` when ``__str__`` is broken."""
+    if isinstance(value, str):
+        return str(value)
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 -- a broken __str__ must not lose the record
+        return _safe_repr(value)
+
+
+def _jsonable(value: Any, depth: int = 0, path: frozenset[int] = frozenset()) -> Any:
+    """Return ``value`` made of JSON types only; anything else becomes its ``repr``.
+
+    ``path`` holds the ids of the containers being encoded, so a cycle becomes a marker
+    instead of endless recursion.
+    """
+    if value is None or isinstance(value, (str, bool, int)):
+        result: Any = value
+    elif isinstance(value, float):
+        result = value if math.isfinite(value) else repr(value)
+    elif isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        result = value.isoformat()
+    elif not isinstance(value, (Mapping, list, tuple)) or depth >= _MAX_DEPTH:
+        result = _safe_repr(value)
+    elif id(value) in path:
+        result = f"<circular reference to {type(value).__name__}>"
+    else:
+        result = _jsonable_container(value, depth, path | {id(value)})
+    return result
+
+
+def _jsonable_container(value: Any, depth: int, path: frozenset[int]) -> Any:
+    try:
+        if isinstance(value, Mapping):
+            return {_key_text(key): _jsonable(item, depth + 1, path) for key, item in value.items()}
+        return [_jsonable(item, depth + 1, path) for item in value]
+    except Exception:  # noqa: BLE001 -- a container that breaks while iterated: keep its repr
+        return _safe_repr(value)
+
+
+def _key_text(key: Any) -> str:
+    return key if isinstance(key, str) else _safe_text(key)
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else _safe_text(value)
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and _INT64[0] <= value <= _INT64[1]:
+        return int(value)
+    return None
+
+
+def _scalar(value: Any) -> str | int | None:
+    """Return an integer as it is (if it fits 64 bits), None as None, anything else as text."""
+    number = _int_or_none(value)
+    if number is not None or value is None:
+        return number
+    return _safe_text(value)
+
+
+def _level_number(level: Any) -> int | None:
+    if isinstance(level, str):
+        number = logging.getLevelName(level.strip().upper())
+        return number if isinstance(number, int) else None
+    return _int_or_none(level)
+
+
+def _level_name(level: Any) -> str | None:
+    if isinstance(level, str):
+        return level.strip().upper()
+    number = _int_or_none(level)
+    if number is None:
+        return None
+    name = logging.getLevelName(number)
+    return name if isinstance(name, str) else None
+
+
+def _encode_log_record(record: logging.LogRecord) -> dict[str, Any]:
+    attributes = record.__dict__
+    message = attributes.get("message")  # set by a formatter on the worker thread
+    if not isinstance(message, str):
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 -- keep the record even if its args are broken
+            message = (
+                f"<unformattable: msg={_safe_repr(record.msg)} args={_safe_repr(record.args)}>"
+            )
+    exception = attributes.get("exc_text")
+    if not exception and attributes.get("exc_info"):
+        try:
+            exception = logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 -- a broken exception must not lose the record
+            exception = _safe_repr(record.exc_info)
+    return {
+        "timestamp": _safe_rfc3339(attributes.get("created")),
+        "level": _text_or_none(attributes.get("levelname")),
+        "level_number": _int_or_none(attributes.get("levelno")),
+        "logger": _text_or_none(attributes.get("name")),
+        "message": _safe_text(message),
+        "exception": _text_or_none(exception or None),
+        "stack": _text_or_none(attributes.get("stack_info")),
+        "thread": _scalar(attributes.get("thread")),
+        "thread_name": _text_or_none(attributes.get("threadName")),
+        "process": _scalar(attributes.get("process")),
+        "process_name": _text_or_none(attributes.get("processName")),
+        "module": _text_or_none(attributes.get("module")),
+        "function": _text_or_none(attributes.get("funcName")),
+        "line": _scalar(attributes.get("lineno")),
+        "path": _text_or_none(attributes.get("pathname")),
+        "extra": {
+            key: _jsonable(value)
+            for key, value in attributes.items()
+            if key not in LOGRECORD_ATTRIBUTES
+        },
+    }
+
+
+def _event_timestamp(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _safe_rfc3339(value)
+    if isinstance(value, datetime.datetime):
+        try:
+            return value.astimezone(_UTC).strftime(_RFC3339)  # naive means local time
+        except (ValueError, OverflowError, OSError):
+            return _safe_text(value)
+    if isinstance(value, str) and value:
+        seconds = timestamp_seconds(value)
+        # An ISO 8601 string is normalised; any other text is kept as the app wrote it.
+        return value if seconds is None else _safe_rfc3339(seconds)
+    return _now()  # no timestamp processor: the time of encoding
+
+
+def _encode_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    level = event.get("level")
+    message = event.get("event")
+    return {
+        "timestamp": _event_timestamp(event.get("timestamp")),
+        "level": _level_name(level),
+        "level_number": _level_number(level),
+        "logger": _text_or_none(event.get("logger", event.get("logger_name"))),
+        "message": None if message is None else _safe_text(message),
+        "exception": _text_or_none(event.get("exception")),
+        "stack": _text_or_none(event.get("stack")),
+        "thread": _scalar(event.get("thread")),
+        "thread_name": _text_or_none(event.get("thread_name")),
+        "process": _scalar(event.get("process")),
+        "process_name": _text_or_none(event.get("process_name")),
+        "module": _text_or_none(event.get("module")),
+        "function": _text_or_none(event.get("func_name")),
+        "line": _scalar(event.get("lineno")),
+        "path": _text_or_none(event.get("pathname")),
+        "extra": {
+            _key_text(key): _jsonable(value)
+            for key, value in event.items()
+            if key not in _EVENT_KEYS
+        },
+    }
+
+
+def encode_record(record: logging.LogRecord | Mapping[str, Any]) -> dict[str, Any]:
+    """Return the common JSON-ready dict for a LogRecord or a structlog event dict.
+
+    A mapping that already holds every field of :data:`FIELDS` is returned as a plain
+    copy, unchanged. Anything else is encoded as an event whose message is its text.
+
+    Never raises for odd values: anything JSON cannot hold is rendered with ``repr``.
+
+    .. versionadded:: 0.1.0
+    """
+    try:
+        if isinstance(record, logging.LogRecord):
+            return _encode_log_record(record)
+        if isinstance(record, Mapping):
+            if _ENCODED_KEYS.issubset(record.keys()):
+                return dict(record)  # already encoded (a dead-letter file being replayed)
+            return _encode_event(record)
+        return _encode_event({"event": record})
+    except Exception as exc:  # noqa: BLE001 -- an encoding bug must not lose the record
+        return _encode_event({"event": _safe_repr(record), "encoding_error": _safe_repr(exc)})
+
+
+def to_json(data: Any) -> str:
+    """Serialise ``data`` as compact JSON; never raises (odd values become ``repr``).
+
+    .. versionadded:: 0.1.0
+    """
+    try:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return json.dumps(_jsonable(data), ensure_ascii=False, separators=(",", ":"))
