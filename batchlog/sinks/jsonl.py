@@ -1,0 +1,137 @@
+"""``JsonLinesSink``: a JSON Lines file, one ``write`` per batch, logrotate-friendly."""
+
+from __future__ import annotations
+
+import codecs
+import os
+import threading
+from collections.abc import Iterable
+from typing import Any, Union
+
+from .._types import AnyRecord
+from ._encode import encode_record, to_json
+
+__all__ = ["JsonLinesSink", "StrPath"]
+
+#: A file system path, as ``open()`` takes it.
+StrPath = Union[str, "os.PathLike[str]"]
+
+_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+
+
+class JsonLinesSink:
+    """Appends each record as one line of JSON (see :func:`~batchlog.sinks.encode_record`).
+
+    A batch becomes one ``os.write`` of all its lines to a file opened with ``O_APPEND``,
+    so processes appending to the same file never interleave within a batch's lines, and
+    the file holds whole lines unless the disk fills up mid-write.
+
+    The file is opened on the first batch (created if missing, never truncated). Before
+    each batch the sink compares the path's device and inode with the open file's, as
+    :class:`logging.handlers.WatchedFileHandler` does: if logrotate (or anyone) moved or
+    deleted the file, the sink reopens the path, creating a new file.
+
+    Args:
+        path: The file to append to.
+        fsync: Call ``os.fsync`` after each batch, so a batch survives a power loss
+            once the call returns (slower: one disk flush per batch).
+        encoding: The text encoding of the file. A character it cannot encode (a lone
+            surrogate) is written as a JSON escape, so every line stays valid JSON.
+
+    Raises:
+        TypeError: ``path`` is not a path, or ``fsync`` is not a bool.
+        LookupError: ``encoding`` names no codec.
+
+    A call raises ``OSError`` when the file cannot be opened or written (the writer counts
+    the batch as failed), and ``ValueError`` after :meth:`close`.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ("_closed", "_descriptor", "_lock", "encoding", "fsync", "path")
+
+    def __init__(
+        self, path: StrPath = "batchlog.jsonl", *, fsync: bool = False, encoding: str = "utf-8"
+    ) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            msg = f"path must be a str or os.PathLike, not {path!r}"
+            raise TypeError(msg)
+        if not isinstance(fsync, bool):
+            msg = f"fsync must be True or False, not {fsync!r}"
+            raise TypeError(msg)
+        codecs.lookup(encoding)  # LookupError now, not on the first batch
+        self.path: str = os.fspath(path)
+        self.fsync = fsync
+        self.encoding = encoding
+        self._descriptor: int | None = None
+        self._closed = False
+        self._lock = threading.Lock()  # close() may run on another thread than the batches
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(path={self.path!r}, fsync={self.fsync!r})"
+
+    def __call__(self, batch: list[AnyRecord]) -> None:
+        """Append one JSON line per record of ``batch``, in one write.
+
+        Raises:
+            OSError: The file could not be opened or written.
+            ValueError: The sink is closed.
+        """
+        self.write_json(encode_record(record) for record in batch)
+
+    def write_json(self, objects: Iterable[Any]) -> int:
+        """Append each of ``objects`` as one line of JSON, as they are, in one write.
+
+        The lower-level step of :meth:`__call__`: no record encoding, so any JSON-ready
+        objects can be written (the dead-letter file of
+        :class:`~batchlog.sinks.FallbackSink` uses it). Returns the number of lines.
+
+        Raises:
+            OSError: The file could not be opened or written.
+            ValueError: The sink is closed.
+        """
+        lines = [to_json(item) + "\n" for item in objects]
+        if not lines:
+            return 0
+        # backslashreplace turns a lone surrogate into "\udcff", which is still valid JSON.
+        data = "".join(lines).encode(self.encoding, "backslashreplace")
+        with self._lock:
+            if self._closed:
+                msg = f"{self!r} is closed"
+                raise ValueError(msg)
+            descriptor = self._current_descriptor()
+            view = memoryview(data)
+            while view:  # one call unless the kernel writes only part (a full disk, a signal)
+                written = os.write(descriptor, view)
+                view = view[written:]
+            if self.fsync:
+                os.fsync(descriptor)
+        return len(lines)
+
+    def _current_descriptor(self) -> int:
+        """Return the open descriptor, reopening the path if the file was rotated away."""
+        descriptor = self._descriptor
+        if descriptor is not None:
+            try:
+                on_disk = os.stat(self.path)
+            except FileNotFoundError:
+                on_disk = None
+            opened = os.fstat(descriptor)
+            if on_disk is not None and (on_disk.st_dev, on_disk.st_ino) == (
+                opened.st_dev,
+                opened.st_ino,
+            ):
+                return descriptor
+            self._descriptor = None
+            os.close(descriptor)
+        descriptor = os.open(self.path, _FLAGS, 0o666)  # the umask decides, as open() does
+        self._descriptor = descriptor
+        return descriptor
+
+    def close(self) -> None:
+        """Close the file. Idempotent; later batches raise ``ValueError``."""
+        with self._lock:
+            self._closed = True
+            descriptor, self._descriptor = self._descriptor, None
+        if descriptor is not None:
+            os.close(descriptor)

@@ -1,0 +1,279 @@
+"""``SQLiteSink``: schema, WAL, one transaction per batch, safe table names, both kinds."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import logging.config
+import sqlite3
+import threading
+
+import pytest
+
+from batchlog.sinks import FIELDS, SQLiteSink, encode_record
+from batchlog.sinks.sqlite import COLUMNS
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "logs.sqlite3"
+
+
+@pytest.fixture
+def make_sink():
+    """Return ``make_sink(path, **kwargs)``; every sink made is closed at teardown."""
+    sinks: list[SQLiteSink] = []
+
+    def make(path, **kwargs):
+        sink = SQLiteSink(path, **kwargs)
+        sinks.append(sink)
+        return sink
+
+    yield make
+    for sink in sinks:
+        sink.close()
+
+
+@pytest.fixture
+def query(db_path):
+    """Return ``query(sql, *params)``: rows from a fresh connection to the test database."""
+
+    def run(sql, *params):
+        with contextlib.closing(sqlite3.connect(db_path)) as connection:
+            return connection.execute(sql, params).fetchall()
+
+    return run
+
+
+@pytest.fixture
+def connections(monkeypatch):
+    """Record every connection the sink opens: (connection, thread, traced statements)."""
+    made = []
+    real_connect = sqlite3.connect
+
+    def connect(*args, **kwargs):
+        connection = real_connect(*args, **kwargs)
+        statements: list[str] = []
+        connection.set_trace_callback(statements.append)
+        made.append((connection, threading.current_thread(), statements))
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    return made
+
+
+def log_record(message="hello", level=logging.INFO, **extra):
+    record = logging.makeLogRecord({"name": "app", "msg": message, "levelno": level})
+    record.levelname = logging.getLevelName(level)
+    record.__dict__.update(extra)
+    return record
+
+
+def test_one_column_per_field(db_path, make_sink, query):
+    """The table has an integer id and one column per encoded field, in order."""
+    make_sink(db_path)([log_record()])
+    columns = [(row[1], row[2], row[5]) for row in query("PRAGMA table_info(logs)")]
+    assert columns[:1] == [("id", "INTEGER", 1)]
+    assert list(FIELDS) == [name for name, _, _ in columns[1:]]
+
+
+def test_columns_cover_fields():
+    """The documented column declarations match FIELDS exactly."""
+    assert tuple(COLUMNS) == FIELDS
+
+
+def test_indexes_on_timestamp_and_level(db_path, make_sink, query):
+    """Indexes exist on the timestamp and on the level number."""
+    make_sink(db_path)([log_record()])
+    indexed = {
+        name: [row[2] for row in query(f"PRAGMA index_info({name})")]
+        for _, name, *_ in query("PRAGMA index_list(logs)")
+    }
+    assert indexed == {"logs_timestamp": ["timestamp"], "logs_level_number": ["level_number"]}
+
+
+def test_wal_mode(db_path, make_sink, query):
+    """The database is in WAL mode."""
+    make_sink(db_path)([log_record()])
+    assert query("PRAGMA journal_mode") == [("wal",)]
+
+
+def test_one_transaction_per_batch(db_path, make_sink, connections):
+    """A batch is one BEGIN and one COMMIT, however many records it holds."""
+    sink = make_sink(db_path)
+    sink([log_record("warm-up")])
+    statements = connections[0][2]
+    statements.clear()
+    sink([log_record(str(number)) for number in range(20)])
+    keywords = [statement.split()[0].upper() for statement in statements]
+    assert (keywords.count("BEGIN"), keywords.count("COMMIT"), keywords.count("INSERT")) == (
+        1,
+        1,
+        20,
+    )
+
+
+def test_failed_batch_stores_nothing(db_path, make_sink, query):
+    """When one row fails, the whole batch is rolled back and the call raises."""
+    sink = make_sink(db_path)
+    sink([log_record("first")])
+    with contextlib.closing(sqlite3.connect(db_path)) as connection:
+        connection.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON logs WHEN NEW.message = 'poison' "
+            "BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+        )
+        connection.commit()
+    with pytest.raises(sqlite3.IntegrityError, match="poisoned"):
+        sink([log_record("fine"), log_record("poison")])
+    sink([log_record("after")])
+    assert query("SELECT message FROM logs ORDER BY id") == [("first",), ("after",)]
+
+
+@pytest.mark.parametrize(
+    "table",
+    ["logs; DROP TABLE x", "1abc", "", "a-b", 'x"', "sqlite_master", "a" * 64, None],
+)
+def test_bad_table_names_are_rejected(db_path, table):
+    """A table name that is not a plain identifier raises ValueError naming ``table``."""
+    with pytest.raises(ValueError, match=r"^table must be a plain SQL identifier"):
+        SQLiteSink(db_path, table=table)
+
+
+def test_custom_table(db_path, make_sink, query):
+    """Records go to the configured table, with its own indexes."""
+    make_sink(db_path, table="audit_2026")([log_record("x")])
+    assert query("SELECT message FROM audit_2026") == [("x",)]
+    assert {"audit_2026_timestamp", "audit_2026_level_number"} == {
+        row[1] for row in query("PRAGMA index_list(audit_2026)")
+    }
+
+
+def test_connection_is_opened_on_the_first_batch(db_path, make_sink, connections):
+    """Making the sink opens nothing; the first batch does."""
+    sink = make_sink(db_path)
+    assert (connections, db_path.exists()) == ([], False)
+    sink([log_record()])
+    assert len(connections) == 1
+
+
+def test_connection_is_made_on_the_worker_thread(
+    db_path, make_sink, make_handler, make_logger, connections
+):
+    """Behind a BatchingHandler, the connection is opened on the writer's thread."""
+    handler = make_handler(make_sink(db_path), capacity=5)
+    make_logger(handler).info("hello")
+    handler.flush()
+    assert [f"batchlog-{handler.writer.name}"] == [thread.name for _, thread, _ in connections]
+
+
+def test_log_records_are_stored(db_path, make_sink, query):
+    """A LogRecord's encoded fields land in their columns."""
+    record = log_record("disk full", logging.ERROR, exc_text="Traceback: boom")
+    make_sink(db_path)([record])
+    encoded = encode_record(record)
+    row = query(f"SELECT {', '.join(FIELDS)} FROM logs")[0]  # noqa: S608
+    assert dict(zip(FIELDS, row)) == {**encoded, "extra": "{}"}
+
+
+def test_event_dicts_are_stored(db_path, make_sink, query):
+    """A structlog event dict's fields land in their columns."""
+    event = {
+        "event": "user logged in",
+        "level": "warning",
+        "logger": "auth",
+        "timestamp": "2026-01-02T03:04:05.000006Z",
+    }
+    make_sink(db_path)([event])
+    assert query("SELECT timestamp, level, level_number, logger, message FROM logs") == [
+        ("2026-01-02T03:04:05.000006Z", "WARNING", 30, "auth", "user logged in")
+    ]
+
+
+def test_extras_are_stored_as_json(db_path, make_sink, query):
+    """``extra`` is a JSON object that ``json_extract`` can read."""
+    make_sink(db_path)(
+        [log_record("a", user="ada", tags=["x"]), {"event": "b", "user": "bob", "obj": object}]
+    )
+    rows = query("SELECT json_extract(extra, '$.user'), extra FROM logs ORDER BY id")
+    assert [user for user, _ in rows] == ["ada", "bob"]
+    assert json.loads(rows[0][1]) == {"user": "ada", "tags": ["x"]}
+
+
+def test_huge_integers_do_not_fail_the_batch(db_path, make_sink, query):
+    """An integer too big for SQLite is stored (as a number) rather than failing the batch."""
+    record = encode_record(log_record())
+    record["thread"] = 2**70
+    make_sink(db_path)([record])
+    assert query("SELECT thread FROM logs") == [(float(2**70),)]
+
+
+def test_end_to_end_through_batching_handler(db_path, make_sink, make_handler, make_logger, query):
+    """Everything logged through ``BatchingHandler(SQLiteSink(path))`` is stored, in order."""
+    handler = make_handler(make_sink(db_path), capacity=7)
+    logger = make_logger(handler)
+    for number in range(30):
+        logger.warning("record %d", number, extra={"number": number})
+    handler.flush()
+    rows = query("SELECT message, json_extract(extra, '$.number') FROM logs ORDER BY id")
+    assert [(f"record {number}", number) for number in range(30)] == rows
+
+
+def test_dictconfig_with_plain_values(db_path, query):
+    """dictConfig builds the handler and its SQLite sink from strings and numbers."""
+    name = "batchlog-tests.sqlite-dictconfig"
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {
+                "db": {
+                    "class": "batchlog.BatchingHandler",
+                    "sink": {"()": "batchlog.sinks.SQLiteSink", "path": str(db_path)},
+                    "capacity": 10,
+                    "flush_interval": 60,
+                }
+            },
+            "loggers": {name: {"handlers": ["db"], "level": "INFO", "propagate": False}},
+        }
+    )
+    logger = logging.getLogger(name)
+    (handler,) = logger.handlers
+    try:
+        logger.info("configured", extra={"plain": True})
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert query("SELECT message, extra FROM logs") == [("configured", '{"plain":true}')]
+
+
+def test_close_is_idempotent_and_later_batches_raise(db_path, make_sink):
+    """``close()`` twice is fine; a batch after it raises ValueError."""
+    sink = make_sink(db_path)
+    sink([log_record()])
+    sink.close()
+    sink.close()
+    with pytest.raises(ValueError, match="closed"):
+        sink([log_record()])
+
+
+def test_close_may_run_on_another_thread(db_path, make_sink):
+    """The connection is usable and closable from a thread other than the one that made it."""
+    sink = make_sink(db_path)
+    worker = threading.Thread(target=sink, args=([log_record()],))
+    worker.start()
+    worker.join()
+    sink.close()
+
+
+def test_bad_settings_are_rejected(db_path):
+    """A negative busy timeout and an unknown synchronous mode fail at construction."""
+    with pytest.raises(ValueError, match="busy_timeout"):
+        SQLiteSink(db_path, busy_timeout=-1)
+    with pytest.raises(ValueError, match="synchronous"):
+        SQLiteSink(db_path, synchronous="sometimes")
+
+
+def test_repr_names_path_and_table(db_path):
+    """The repr shows the path and the table."""
+    assert repr(SQLiteSink(db_path)) == f"SQLiteSink(path={str(db_path)!r}, table='logs')"
