@@ -1,0 +1,647 @@
+"""``HTTPSink``: one POST per batch, gzip, retries with backoff (``pip install 'batchlog[http]'``).
+
+httpx and tenacity are imported when a sink is made, never by ``import batchlog.sinks``.
+The exceptions it raises::
+
+    BatchlogError
+    └── DeliveryError   a batch (or part of it) was not delivered: the last HTTP status or
+                        connection error, a truncated response body with secrets redacted
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import email.utils
+import os
+import ssl
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from gzip import compress as gzip_compress
+from typing import TYPE_CHECKING, Any, Callable, Union
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+
+from ..errors import BatchlogError
+from ._encode import encode_record
+from ._http_encoders import Encoder, make_encoder
+
+if TYPE_CHECKING:
+    import httpx
+    import tenacity
+
+    from .._types import AnyRecord
+
+__all__ = ["DeliveryError", "HTTPSink", "retry_after_seconds"]
+
+#: What ``verify`` takes: verify (True) or not (False), a CA bundle path, or a context.
+VerifyLike = Union[bool, str, ssl.SSLContext]
+
+_REDACTED = "***"
+_BODY_SHOWN = 500  # characters of a response body kept in an error message
+_BODY_SCANNED = 65_536  # bytes of a response body decoded and redacted before truncation
+_SHORTEST_SECRET = 4  # shorter values ("1", "no") would redact ordinary words
+_INSTALL_HINT = "HTTPSink needs httpx and tenacity: pip install 'batchlog[http]'"
+
+
+class DeliveryError(BatchlogError):
+    """A batch, or part of it, could not be delivered; retries (if allowed) are spent.
+
+    Raised by :class:`HTTPSink`, so the writer counts the batch as failed and a
+    :class:`~batchlog.sinks.FallbackSink` takes over. Nothing secret is in it: header
+    values, a URL's password and query values are replaced by ``***``.
+
+    Attributes:
+        url: The target, secrets redacted.
+        reason: What went wrong (``"HTTP 503 Service Unavailable"``, ``"ConnectError: ..."``).
+        status: The last HTTP status, or None when no response came (connection error).
+        body: The start of the last response body, secrets redacted, or None.
+        attempts: Requests made for the failed part (0: none, the sink was closed).
+        retryable: Whether the last failure was one that is retried (429, 5xx, network).
+        retry_after: Seconds the server asked to wait (``Retry-After``), or None.
+        records_sent: Records of the batch delivered before the failed request (a batch
+            larger than ``max_body_bytes`` goes out in several requests, in order).
+        undelivered: The records of the batch not delivered: the failed request's and
+            every later one's (a later request is not attempted after a failure).
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        url: str = "",
+        status: int | None = None,
+        body: str | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.url = url
+        self.status = status
+        self.body = body
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.attempts = 1
+        self.records_sent = 0
+        self.undelivered: list[Any] = []
+
+    def __str__(self) -> str:
+        if self.attempts == 0:
+            text = f"POST {self.url} not sent: {self.reason}"
+        else:
+            attempts = "1 attempt" if self.attempts == 1 else f"{self.attempts} attempts"
+            text = f"POST {self.url} failed ({attempts}): {self.reason}"
+        if self.body:
+            text += f"; response body: {self.body!r}"
+        if self.records_sent:
+            text += (
+                f"; the first {self.records_sent} records of the batch were delivered, "
+                f"{len(self.undelivered)} were not"
+            )
+        return text
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """Return the seconds a ``Retry-After`` header asks to wait, or None if it says nothing.
+
+    Args:
+        value: The header: delay seconds (``"120"``) or an HTTP-date
+            (``"Wed, 21 Oct 2015 07:28:00 GMT"``).
+        now: The current time, seconds since the epoch (``time.time()``).
+
+    A date in the past gives 0; a value that is neither gives None.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):  # 3.9 raises TypeError, later ValueError
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)  # HTTP-dates are in GMT
+    return max(0.0, moment.timestamp() - now)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, DeliveryError) and exc.retryable
+
+
+class _RetryAfterWait:
+    """A tenacity wait: the server's ``Retry-After`` when it sent one, else ``backoff``."""
+
+    __slots__ = ("_backoff",)
+
+    def __init__(self, backoff: Callable[[tenacity.RetryCallState], float]) -> None:
+        self._backoff = backoff
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None and outcome.failed else None
+        if isinstance(exc, DeliveryError) and exc.retry_after is not None:
+            return exc.retry_after
+        return self._backoff(retry_state)
+
+
+def _import_http_libraries() -> None:
+    try:
+        import httpx  # noqa: F401 -- imported now so a missing extra fails at construction
+        import tenacity  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(_INSTALL_HINT) from exc
+
+
+class HTTPSink:
+    """Sends each batch in one POST request (several if it exceeds ``max_body_bytes``).
+
+    The body is gzip-compressed (``Content-Encoding: gzip``) unless ``gzip=False``. The
+    records are first encoded by :func:`~batchlog.sinks.encode_record`, then put in the
+    body by ``encoder``: ``"ndjson"`` (``application/x-ndjson``), ``"json"`` (one array),
+    ``"loki"`` (Grafana Loki, ``url`` ending in ``/loki/api/v1/push``), ``"elasticsearch"``
+    or ``"opensearch"`` (the ``_bulk`` API, ``url`` ending in ``/_bulk``), ``"otlp"``
+    (OpenTelemetry OTLP/HTTP JSON, ``url`` ending in ``/v1/logs``), or a callable taking
+    the encoded records (``list[dict]``) and returning ``(body_bytes, content_type)``.
+
+    Retries. A connection error (not a failed certificate check), a timeout, 429 or a 5xx
+    status is retried with exponential backoff and jitter (``backoff_initial * 2 **
+    (attempt - 1)`` plus up to ``backoff_jitter`` seconds, at most ``backoff_max``), or
+    after exactly the seconds a ``Retry-After`` header asks for (delay seconds or
+    HTTP-date). A ``Retry-After`` longer than ``max_retry_after`` is not waited for: the
+    call fails at once. Another status (400, 401, 404, 413, a redirect, which is never
+    followed) fails at once. Retrying stops after ``max_attempts`` requests or once
+    ``max_retry_time`` seconds have passed; then the call raises :class:`DeliveryError`
+    and the writer counts the batch as failed. Retries may deliver a record twice (a
+    timeout after the server stored it): delivery is at least once.
+
+    Size. A batch whose body, before gzip, exceeds ``max_body_bytes`` is split into
+    several requests of consecutive records, sent in order, each retried on its own. The
+    first that fails ends the call (the server is likely refusing the rest too); the
+    :class:`DeliveryError` says how many records went out before and holds the rest in
+    ``undelivered``. A single record larger than ``max_body_bytes`` is sent alone anyway:
+    the limit is ours, the server's may be larger, and a record is better delivered than
+    dropped; if the server refuses it (413), that request fails like any other 4xx.
+
+    Secrets. ``repr(sink)``, every :class:`DeliveryError` and so every report shows
+    ``***`` in place of header values, a URL's password and its query values (and any of
+    them echoed in a response body). User and password in the URL are sent as Basic auth
+    and left out of the URL httpx logs. Prefer a header to a token in the query string.
+
+    Why these libraries. httpx: timeouts per phase (connect, read, write, pool), a
+    keep-alive pool of HTTP/1.1 connections reused across batches, TLS verification on by
+    default, a plain synchronous API for the writer's worker thread, and type hints.
+    tenacity: stop, wait and retry policies that compose (attempts or elapsed time;
+    exponential backoff with jitter, overridden by ``Retry-After``; which errors retry),
+    and an injectable ``sleep``.
+
+    httpx logs each request at INFO on the ``httpx`` logger. A
+    :class:`~batchlog.BatchingHandler` that sees those records on its own worker thread
+    drops them (counted in ``records_dropped``); set that logger to WARNING to avoid it.
+
+    Args:
+        url: Where to POST, ``http://`` or ``https://``. ``user:password@`` becomes Basic auth
+            (unless ``headers`` has an Authorization header).
+        encoder: ``"ndjson"``, ``"json"``, ``"loki"``, ``"elasticsearch"``,
+            ``"opensearch"``, ``"otlp"``, or a callable (see above).
+        headers: Sent with every request (``{"Authorization": "Bearer ..."}``).
+        gzip: Compress bodies with gzip.
+        gzip_level: 1 (fastest) to 9 (smallest).
+        connect_timeout: Seconds to establish a connection.
+        read_timeout: Seconds to wait for each chunk of the response.
+        write_timeout: Seconds to send each chunk of the body.
+        pool_timeout: Seconds to wait for a free connection from the pool.
+        verify: Verify the server's TLS certificate (True), not (False: only for tests),
+            or against a CA bundle file (a path) or an ``ssl.SSLContext``.
+        max_attempts: Most requests per body, the first included (1: no retries).
+        max_retry_time: Seconds after which no further attempt starts; None: no limit.
+        backoff_initial: Seconds before the first retry (without jitter).
+        backoff_max: Most seconds between two attempts (without ``Retry-After``).
+        backoff_jitter: Most random seconds added to each backoff.
+        max_retry_after: Most seconds a ``Retry-After`` may ask for and still be retried.
+        max_body_bytes: Most bytes of a body before gzip; larger batches are split.
+        loki_labels: ``"loki"``: record fields (or ``extra`` keys) that become labels.
+        loki_static_labels: ``"loki"``: labels every stream carries (``{"job": "api"}``).
+        index: ``"elasticsearch"``: the index or data stream.
+        bulk_action: ``"elasticsearch"``: ``"create"`` (data streams; never overwrites)
+            or ``"index"``.
+        service_name: ``"otlp"``: the resource's ``service.name``.
+        resource_attributes: ``"otlp"``: other resource attributes.
+        sleep: Called with the seconds to wait between attempts (tests pass a fake).
+
+    Raises:
+        ImportError: httpx or tenacity is missing (``pip install 'batchlog[http]'``).
+        ValueError: ``url`` is not an http(s) URL, ``encoder`` names no encoder, or a
+            number is out of range.
+        TypeError: ``gzip`` is not a bool.
+        OSError: ``verify`` names a CA bundle that cannot be read.
+
+    A call raises :class:`DeliveryError` when a body could not be delivered (also after
+    :meth:`close`).
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = (
+        "_auth",
+        "_check_response",
+        "_client",
+        "_client_pid",
+        "_closed",
+        "_display_url",
+        "_encoder",
+        "_headers",
+        "_lock",
+        "_retrying",
+        "_secrets",
+        "_timeouts",
+        "_url",
+        "_verify",
+        "encoder",
+        "gzip",
+        "gzip_level",
+        "max_body_bytes",
+        "max_retry_after",
+    )
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        encoder: str | Encoder = "ndjson",
+        headers: Mapping[str, str] | None = None,
+        gzip: bool = True,
+        gzip_level: int = 6,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        write_timeout: float = 30.0,
+        pool_timeout: float = 5.0,
+        verify: VerifyLike = True,
+        max_attempts: int = 5,
+        max_retry_time: float | None = 60.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        backoff_jitter: float = 1.0,
+        max_retry_after: float = 120.0,
+        max_body_bytes: int = 5 * 1024 * 1024,
+        loki_labels: Sequence[str] = ("level", "logger"),
+        loki_static_labels: Mapping[str, str] | None = None,
+        index: str = "logs",
+        bulk_action: str = "create",
+        service_name: str = "unknown_service",
+        resource_attributes: Mapping[str, Any] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        _import_http_libraries()
+        self._url, self._auth, self._display_url, url_secrets = _split_url(url)
+        self._encoder = make_encoder(
+            encoder,
+            loki_labels=loki_labels,
+            loki_static_labels=loki_static_labels,
+            index=index,
+            bulk_action=bulk_action,
+            service_name=service_name,
+            resource_attributes=resource_attributes,
+        )
+        self.encoder = (
+            encoder
+            if isinstance(encoder, str)
+            else getattr(encoder, "__name__", type(encoder).__name__)
+        )
+        self._check_response: Callable[[bytes], str | None] | None = getattr(
+            self._encoder, "check_response", None
+        )
+        self._headers = {str(name): str(value) for name, value in (headers or {}).items()}
+        if any(name.lower() == "authorization" for name in self._headers):
+            self._auth = None  # an explicit Authorization header wins over the URL's userinfo
+        self._secrets = _secrets(self._headers.values(), url_secrets)
+        if not isinstance(gzip, bool):
+            msg = f"gzip must be True or False, not {gzip!r}"
+            raise TypeError(msg)
+        self.gzip = gzip
+        self.gzip_level = _checked_int("gzip_level", gzip_level, 1, 9)
+        self.max_body_bytes = _checked_int("max_body_bytes", max_body_bytes, 1)
+        self._timeouts = {
+            "connect": _checked_seconds("connect_timeout", connect_timeout, positive=True),
+            "read": _checked_seconds("read_timeout", read_timeout, positive=True),
+            "write": _checked_seconds("write_timeout", write_timeout, positive=True),
+            "pool": _checked_seconds("pool_timeout", pool_timeout, positive=True),
+        }
+        if isinstance(verify, str):
+            verify = ssl.create_default_context(cafile=verify)  # httpx 0.28 deprecates a path
+        self._verify = verify
+        self.max_retry_after = _checked_seconds("max_retry_after", max_retry_after)
+        self._retrying = _make_retrying(
+            max_attempts=_checked_int("max_attempts", max_attempts, 1),
+            max_retry_time=None
+            if max_retry_time is None
+            else _checked_seconds("max_retry_time", max_retry_time),
+            backoff_initial=_checked_seconds("backoff_initial", backoff_initial),
+            backoff_max=_checked_seconds("backoff_max", backoff_max),
+            backoff_jitter=_checked_seconds("backoff_jitter", backoff_jitter),
+            sleep=sleep,
+        )
+        self._client: httpx.Client | None = None
+        self._client_pid = 0
+        self._closed = False
+        self._lock = threading.Lock()  # close() may run on another thread than the batches
+
+    def __repr__(self) -> str:
+        headers = dict.fromkeys(self._headers, _REDACTED)
+        return (
+            f"{type(self).__name__}({self._display_url!r}, encoder={self.encoder!r}, "
+            f"headers={headers!r}, gzip={self.gzip!r}, max_body_bytes={self.max_body_bytes!r})"
+        )
+
+    @property
+    def url(self) -> str:
+        """The target URL with its password and query values replaced by ``***``."""
+        return self._display_url
+
+    # ------------------------------------------------------------------ one batch
+
+    def __call__(self, batch: list[AnyRecord]) -> None:
+        """POST ``batch``: one request, or several in order if it exceeds ``max_body_bytes``.
+
+        Raises:
+            DeliveryError: A request failed and retries, if allowed, are spent; or the
+                sink is closed.
+        """
+        if not batch:
+            return
+        client = self._get_client()
+        records = [encode_record(record) for record in batch]
+        for start, body, content_type in self._bodies(records):
+            try:
+                self._send(client, body, content_type)
+            except DeliveryError as exc:
+                exc.records_sent = start
+                exc.undelivered = list(batch[start:])
+                raise
+
+    def _get_client(self) -> httpx.Client:
+        """Return the client, made on first use (on the worker thread) and after a fork."""
+        with self._lock:
+            if self._closed:
+                closed = DeliveryError("the sink is closed", url=self._display_url)
+                closed.attempts = 0
+                raise closed
+            client = self._client
+            if client is not None and self._client_pid == os.getpid():
+                return client
+            import httpx
+
+            # After a fork the parent's pool is dropped, not closed: its sockets are shared.
+            client = httpx.Client(
+                auth=self._auth,
+                headers={"User-Agent": _user_agent(), **self._headers},
+                timeout=httpx.Timeout(**self._timeouts),
+                verify=self._verify,
+                follow_redirects=False,
+            )
+            self._client, self._client_pid = client, os.getpid()
+            return client
+
+    def _bodies(self, records: list[dict[str, Any]]) -> Iterator[tuple[int, bytes, str]]:
+        """Yield ``(index of first record, body, content_type)`` per request, in order.
+
+        Each body fits ``max_body_bytes`` unless it holds a single record.
+        """
+        limit = self.max_body_bytes
+        body, content_type = self._encoder(records)
+        if len(body) <= limit or len(records) == 1:
+            yield 0, body, content_type
+            return
+        # Pack greedily by each record's size alone: with the built-in encoders the sum
+        # over-estimates the joint body (shared framing), so a group fits.
+        sizes = [len(self._encoder([record])[0]) for record in records]
+        start, total = 0, 0
+        for index, size in enumerate(sizes):
+            if index > start and total + size > limit:
+                yield from self._fitted(records, start, index)
+                start, total = index, 0
+            total += size
+        yield from self._fitted(records, start, len(records))
+
+    def _fitted(
+        self, records: list[dict[str, Any]], start: int, end: int
+    ) -> Iterator[tuple[int, bytes, str]]:
+        """Yield bodies for ``records[start:end]``, halving it while it does not fit."""
+        body, content_type = self._encoder(records[start:end])
+        if len(body) <= self.max_body_bytes or end - start == 1:
+            yield start, body, content_type
+            return
+        middle = (start + end) // 2  # only a custom encoder whose size is not additive
+        yield from self._fitted(records, start, middle)
+        yield from self._fitted(records, middle, end)
+
+    def _send(self, client: httpx.Client, body: bytes, content_type: str) -> None:
+        """POST ``body``, retrying by the policy; raise :class:`DeliveryError` at the end."""
+        headers = {"Content-Type": content_type}
+        if self.gzip:
+            body = gzip_compress(body, compresslevel=self.gzip_level, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        attempts = 0
+
+        def attempt() -> None:
+            nonlocal attempts
+            attempts += 1
+            self._post_once(client, body, headers)
+
+        try:
+            self._retrying(attempt)
+        except DeliveryError as exc:
+            exc.attempts = attempts
+            raise
+
+    def _post_once(self, client: httpx.Client, body: bytes, headers: dict[str, str]) -> None:
+        """POST once; raise :class:`DeliveryError` (``retryable`` set) unless it succeeded."""
+        import httpx
+
+        try:
+            response = client.post(self._url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            # Timeouts and broken connections may succeed next time; a bad URL or protocol
+            # never will. The cause is not chained: its text could carry a proxy password.
+            retryable = isinstance(
+                exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+            ) and not _caused_by_certificate(exc)
+            reason = self._redact(f"{type(exc).__name__}: {exc}")
+            raise DeliveryError(reason, url=self._display_url, retryable=retryable) from None
+        status = response.status_code
+        if response.is_success:
+            problem = self._check_response(response.content) if self._check_response else None
+            if problem is None:
+                return
+            raise DeliveryError(
+                self._redact(problem), url=self._display_url, status=status, body=None
+            )
+        reason = f"HTTP {status} {response.reason_phrase}".rstrip()
+        retryable = status == 429 or status >= 500  # noqa: PLR2004 -- HTTP's own numbers
+        retry_after = None
+        if response.is_redirect:
+            reason += " (redirects are not followed: point url at the final address)"
+        elif retryable:
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"), time.time())
+            if retry_after is not None and retry_after > self.max_retry_after:
+                reason += (
+                    f" (Retry-After asks for {retry_after:g} s, more than "
+                    f"max_retry_after={self.max_retry_after:g} s: not retried)"
+                )
+                retryable = False
+        raise DeliveryError(
+            reason,
+            url=self._display_url,
+            status=status,
+            body=self._response_text(response),
+            retryable=retryable,
+            retry_after=retry_after,
+        )
+
+    def _response_text(self, response: httpx.Response) -> str | None:
+        """The start of the response body, secrets redacted, or None if it is empty."""
+        try:
+            content = response.content[:_BODY_SCANNED]
+        except Exception:  # noqa: BLE001 -- an undecodable body must not hide the status
+            return None
+        text = self._redact(content.decode("utf-8", "replace")).strip()
+        if len(text) > _BODY_SHOWN:
+            text = text[:_BODY_SHOWN] + "..."
+        return text or None
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, _REDACTED)
+        return text
+
+    # ------------------------------------------------------------------ close
+
+    def close(self) -> None:
+        """Close the HTTP client and its connections. Idempotent; later calls raise."""
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+            same_process = self._client_pid == os.getpid()
+        if client is not None and same_process:
+            client.close()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _make_retrying(
+    *,
+    max_attempts: int,
+    max_retry_time: float | None,
+    backoff_initial: float,
+    backoff_max: float,
+    backoff_jitter: float,
+    sleep: Callable[[float], None],
+) -> tenacity.Retrying:
+    import tenacity
+
+    stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(max_attempts)
+    if max_retry_time is not None:
+        stop = stop | tenacity.stop_after_delay(max_retry_time)
+    try:  # tenacity 9.2 renamed `initial` to `multiplier` and warns about the old name
+        backoff = tenacity.wait_exponential_jitter(
+            multiplier=backoff_initial, max=backoff_max, jitter=backoff_jitter
+        )
+    except TypeError:
+        backoff = tenacity.wait_exponential_jitter(
+            initial=backoff_initial, max=backoff_max, jitter=backoff_jitter
+        )
+    return tenacity.Retrying(
+        stop=stop,
+        wait=_RetryAfterWait(backoff),
+        retry=tenacity.retry_if_exception(_retryable),
+        sleep=sleep,
+        reraise=True,
+    )
+
+
+def _caused_by_certificate(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a failed TLS certificate check (retrying cannot help)."""
+    cause: BaseException | None = exc
+    for _ in range(10):  # the chain is short (httpx -> httpcore -> ssl); never loop forever
+        if cause is None:
+            break
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _split_url(url: str) -> tuple[str, tuple[str, str] | None, str, list[str]]:
+    """Return the URL without userinfo, Basic auth from it, a redacted copy, its secrets.
+
+    Raises:
+        ValueError: ``url`` is not an ``http://`` or ``https://`` URL with a host.
+    """
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
+        msg = f"url must be an http:// or https:// URL with a host, not {url!r}"
+        raise ValueError(msg)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    secrets: list[str] = []
+    auth = None
+    shown_userinfo = ""
+    if userinfo:
+        user, has_password, password = userinfo.partition(":")
+        auth = (unquote(user), unquote(password))
+        secrets += [password, unquote(password)] if has_password else [user, unquote(user)]
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
+        secrets.append(token)  # what Basic auth sends, should a server echo it
+        shown_userinfo = f"{user}:{_REDACTED}@" if has_password else f"{_REDACTED}@"
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    secrets += [value for _, value in query]
+    shown_query = "&".join(f"{name}={_REDACTED}" for name, _ in query)
+    bare = urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+    shown = urlunsplit((parts.scheme, shown_userinfo + host, parts.path, shown_query, ""))
+    return bare, auth, shown, secrets
+
+
+def _secrets(header_values: Any, url_secrets: list[str]) -> tuple[str, ...]:
+    """The texts to redact, longest first: header values, their credentials, URL secrets."""
+    found = set(url_secrets)
+    for value in header_values:
+        found.add(value.strip())
+        found.add(value.strip().partition(" ")[2].strip())  # "Bearer <token>": the token
+    return tuple(
+        sorted((secret for secret in found if len(secret) >= _SHORTEST_SECRET), key=len)[::-1]
+    )
+
+
+def _user_agent() -> str:
+    from .. import __version__
+
+    return f"batchlog/{__version__}"
+
+
+def _checked_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        allowed = f"from {low} to {high}" if high is not None else f">= {low}"
+        msg = f"{name} must be an int {allowed}, not {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _checked_seconds(name: str, value: object, *, positive: bool = False) -> float:
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not (value > 0 if positive else value >= 0)
+        or value == float("inf")
+    ):
+        allowed = "> 0" if positive else ">= 0"
+        msg = f"{name} must be a finite number of seconds {allowed}, not {value!r}"
+        raise ValueError(msg)
+    return float(value)

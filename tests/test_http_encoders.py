@@ -1,0 +1,349 @@
+"""The request bodies of HTTPSink: NDJSON, JSON, Loki, Elasticsearch _bulk, OTLP/HTTP JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+import pytest
+
+from batchlog.sinks import encode_record
+from batchlog.sinks._http_encoders import (
+    ElasticsearchBulkEncoder,
+    LokiEncoder,
+    OTLPLogsEncoder,
+    encode_json_array,
+    encode_ndjson,
+    make_encoder,
+    severity_number,
+    timestamp_nanoseconds,
+)
+
+# 2026-11-27T05:27:12.123456Z
+CREATED = 1795757232.123456
+CREATED_NS = 1795757232_123456000
+
+
+def make_log_record(
+    message: str = "hello %s",
+    args: tuple[object, ...] = ("world",),
+    *,
+    level: int = logging.INFO,
+    name: str = "app.db",
+    created: float = CREATED,
+    exc_info: bool = False,
+    **extra: object,
+) -> logging.LogRecord:
+    info = None
+    if exc_info:
+        try:
+            raise ValueError("boom")  # noqa: TRY301 -- a real traceback for the record
+        except ValueError:
+            info = sys.exc_info()
+    record = logging.LogRecord(name, level, "/src/app/db.py", 42, message, args, info, "query")
+    record.created = created
+    record.__dict__.update(extra)
+    return record
+
+
+def encoded(*records: object) -> list[dict[str, object]]:
+    return [encode_record(record) for record in records]
+
+
+# --------------------------------------------------------------------------- timestamps
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-27T05:27:12.123456Z", CREATED_NS),
+        ("2026-11-27T05:27:12.123456789Z", CREATED_NS + 789),
+        ("2026-11-27T07:27:12.123456+02:00", CREATED_NS),
+        ("2026-11-27T00:27:12.123456-0500", CREATED_NS),
+        ("2026-11-27 05:27:12Z", 1795757232_000000000),
+        ("1970-01-01T00:00:00Z", 0),
+    ],
+)
+def test_timestamp_nanoseconds_reads_rfc3339(text: str, expected: int) -> None:
+    """RFC 3339 timestamps become exact integer nanoseconds since the epoch."""
+    assert expected == timestamp_nanoseconds(text)
+
+
+def test_timestamp_nanoseconds_of_unreadable_value_is_now() -> None:
+    """A timestamp that cannot be read becomes the time of encoding, never an error."""
+    before = time.time_ns()
+    for value in ("yesterday", None, 12, "2026-13-45T00:00:00Z"):
+        assert before <= timestamp_nanoseconds(value) <= time.time_ns()
+
+
+# --------------------------------------------------------------------------- NDJSON, JSON
+
+
+def test_ndjson_is_one_object_per_line_with_trailing_newline() -> None:
+    """NDJSON: each record on its own line, every line ends in a newline."""
+    records = encoded(make_log_record(), {"event": "e", "level": "info"})
+    body, content_type = encode_ndjson(records)
+    assert content_type == "application/x-ndjson"
+    assert body.endswith(b"\n")
+    assert records == [json.loads(line) for line in body.decode().splitlines()]
+
+
+def test_json_array_holds_all_records() -> None:
+    """The JSON encoder sends one array of the records."""
+    records = encoded(make_log_record(), make_log_record("second", ()))
+    body, content_type = encode_json_array(records)
+    assert content_type == "application/json"
+    assert records == json.loads(body)
+
+
+# --------------------------------------------------------------------------- Loki
+
+
+def test_loki_groups_streams_by_level_and_logger() -> None:
+    """Records with the same labels share a stream; values are [ns string, JSON line]."""
+    records = encoded(
+        make_log_record(name="a", created=CREATED + 2),
+        make_log_record(name="b"),
+        make_log_record(name="a", created=CREATED),
+        make_log_record(name="a", level=logging.ERROR),
+    )
+    body, content_type = LokiEncoder()(records)
+    assert content_type == "application/json"
+    streams = json.loads(body)["streams"]
+    by_labels = {tuple(sorted(stream["stream"].items())): stream["values"] for stream in streams}
+    assert set(by_labels) == {
+        (("level", "INFO"), ("logger", "a")),
+        (("level", "INFO"), ("logger", "b")),
+        (("level", "ERROR"), ("logger", "a")),
+    }
+    values = by_labels[(("level", "INFO"), ("logger", "a"))]
+    assert [str(CREATED_NS), str(CREATED_NS + 2_000_000_000)] == [value[0] for value in values]
+    assert [records[2], records[0]] == [json.loads(value[1]) for value in values]
+    for stream in streams:
+        for timestamp, line in stream["values"]:
+            assert isinstance(timestamp, str)
+            assert timestamp.isdigit()
+            assert isinstance(line, str)
+
+
+def test_loki_values_sorted_by_time_within_a_stream() -> None:
+    """Loki wants each stream's entries in time order; the encoder sorts them."""
+    records = encoded(*(make_log_record(created=CREATED - offset) for offset in range(5)))
+    (stream,) = json.loads(LokiEncoder()(records)[0])["streams"]
+    stamps = [int(value[0]) for value in stream["values"]]
+    assert sorted(stamps) == stamps
+    assert len(stamps) == 5
+
+
+def test_loki_labels_from_extra_and_static_labels() -> None:
+    """A label may name an extra key; static labels go on every stream; names are sanitised."""
+    records = encoded(make_log_record(tenant="acme"), {"event": "x", "tenant": "zed"})
+    encoder = LokiEncoder(labels=("tenant",), static_labels={"job": "api", "k8s.pod": "p1"})
+    streams = json.loads(encoder(records)[0])["streams"]
+    assert [stream["stream"] for stream in streams] == [
+        {"job": "api", "k8s_pod": "p1", "tenant": "acme"},
+        {"job": "api", "k8s_pod": "p1", "tenant": "zed"},
+    ]
+
+
+def test_loki_stream_without_labels_gets_a_job_label() -> None:
+    """Loki refuses a stream without labels, so one without values gets job=batchlog."""
+    body, _ = LokiEncoder()(encoded({"event": "no level, no logger"}))
+    assert [s["stream"] for s in json.loads(body)["streams"]] == [{"job": "batchlog"}]
+
+
+# --------------------------------------------------------------------------- Elasticsearch
+
+
+@pytest.mark.parametrize("action", ["create", "index"])
+def test_bulk_body_is_action_and_source_pairs(action: str) -> None:
+    """_bulk: action line then document per record, every line JSON, trailing newline."""
+    records = encoded(make_log_record(), {"event": "e", "level": "warning"})
+    body, content_type = ElasticsearchBulkEncoder("logs-app", action)(records)
+    assert content_type == "application/x-ndjson"
+    assert body.endswith(b"\n")
+    lines = [json.loads(line) for line in body.decode().split("\n")[:-1]]
+    assert len(lines) == 2 * len(records)
+    for action_line, document, record in zip(lines[::2], lines[1::2], records):
+        assert {action: {"_index": "logs-app"}} == action_line
+        assert record["timestamp"] == document.pop("@timestamp")
+        assert record == document
+
+
+def test_bulk_rejects_an_unknown_action() -> None:
+    """Only create and index are valid _bulk actions for new documents."""
+    with pytest.raises(ValueError, match="create"):
+        ElasticsearchBulkEncoder(action="update")
+
+
+def test_bulk_check_response_reports_refused_documents() -> None:
+    """A 200 answer with errors: true is a failure that names the first refusal."""
+    answer = {
+        "errors": True,
+        "items": [
+            {"create": {"status": 201}},
+            {"create": {"status": 400, "error": {"type": "mapper_parsing_exception"}}},
+        ],
+    }
+    problem = ElasticsearchBulkEncoder.check_response(json.dumps(answer).encode())
+    assert problem is not None
+    assert "1 of 2" in problem
+    assert "mapper_parsing_exception" in problem
+    assert ElasticsearchBulkEncoder.check_response(b'{"errors":false,"items":[]}') is None
+    assert ElasticsearchBulkEncoder.check_response(b"not json") is None
+
+
+# --------------------------------------------------------------------------- OTLP
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        (logging.DEBUG, 5),
+        (logging.INFO, 9),
+        (logging.WARNING, 13),
+        (logging.ERROR, 17),
+        (logging.CRITICAL, 21),
+        (25, 12),
+        (21, 10),
+        (5, 4),
+        (1, 1),
+        (0, 0),
+        (None, 0),
+    ],
+)
+def test_severity_number_maps_python_levels(level: int | None, expected: int) -> None:
+    """Python levels map onto OTLP SeverityNumber ranges (DEBUG=5 ... CRITICAL=21)."""
+    assert expected == severity_number(level)
+
+
+def parse_otlp(body: bytes) -> object:
+    """Parse the body with the official protobuf schema (fails on any invalid field)."""
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+        ExportLogsServiceRequest,
+    )
+
+    return json_format.Parse(body, ExportLogsServiceRequest())
+
+
+def attributes_of(log_record: object) -> dict[str, object]:
+    from google.protobuf import json_format
+
+    return {
+        attribute.key: json_format.MessageToDict(attribute.value)
+        for attribute in log_record.attributes
+    }
+
+
+def test_otlp_body_parses_with_the_official_schema() -> None:
+    """The OTLP JSON is a valid ExportLogsServiceRequest with the record's fields."""
+    record = make_log_record(
+        level=logging.ERROR,
+        exc_info=True,
+        user_id=7,
+        ratio=0.5,
+        ok=True,
+        tags=["a", 1],
+        ctx={"k": "v"},
+        huge=2**70,
+    )
+    encoder = OTLPLogsEncoder(service_name="api", resource_attributes={"env": "prod"})
+    body, content_type = encoder(encoded(record))
+    assert content_type == "application/json"
+    request = parse_otlp(body)
+    (resource_logs,) = request.resource_logs
+    resource = {kv.key: kv.value.string_value for kv in resource_logs.resource.attributes}
+    assert resource == {"service.name": "api", "env": "prod"}
+    (scope_logs,) = resource_logs.scope_logs
+    assert scope_logs.scope.name == "batchlog"
+    (log_record,) = scope_logs.log_records
+    assert log_record.time_unix_nano == CREATED_NS
+    assert log_record.observed_time_unix_nano >= log_record.time_unix_nano
+    assert log_record.severity_number == 17
+    assert log_record.severity_text == "ERROR"
+    assert log_record.body.string_value == "hello world"
+    attributes = attributes_of(log_record)
+    assert attributes["logger.name"] == {"stringValue": "app.db"}
+    assert attributes["code.function.name"] == {"stringValue": "query"}
+    assert attributes["code.line.number"] == {"intValue": "42"}
+    assert attributes["code.file.path"] == {"stringValue": "/src/app/db.py"}
+    assert attributes["exception.type"] == {"stringValue": "ValueError"}
+    assert attributes["exception.message"] == {"stringValue": "boom"}
+    assert "Traceback" in attributes["exception.stacktrace"]["stringValue"]
+    assert attributes["user_id"] == {"intValue": "7"}
+    assert attributes["ratio"] == {"doubleValue": 0.5}
+    assert attributes["ok"] == {"boolValue": True}
+    assert attributes["tags"] == {
+        "arrayValue": {"values": [{"stringValue": "a"}, {"intValue": "1"}]}
+    }
+    assert attributes["ctx"] == {
+        "kvlistValue": {"values": [{"key": "k", "value": {"stringValue": "v"}}]}
+    }
+    assert {"stringValue": str(2**70)} == attributes["huge"]
+    assert "thread.id" in attributes
+
+
+def test_otlp_body_of_structlog_events_parses() -> None:
+    """Event dicts encode to valid OTLP too: level name, message, extra keys."""
+    events = encoded(
+        {
+            "event": "user logged in",
+            "level": "warning",
+            "timestamp": "2026-11-27T05:27:12.123456Z",
+            "logger": "auth",
+            "user": "ann",
+            "exception": "Traceback...\nKeyError: 'x'",
+        },
+        {"event": {"structured": 1}},
+    )
+    request = parse_otlp(OTLPLogsEncoder()(events)[0])
+    first, second = request.resource_logs[0].scope_logs[0].log_records
+    assert first.time_unix_nano == CREATED_NS
+    assert first.severity_number == 13
+    assert first.severity_text == "WARNING"
+    assert first.body.string_value == "user logged in"
+    attributes = attributes_of(first)
+    assert attributes["user"] == {"stringValue": "ann"}
+    assert attributes["logger.name"] == {"stringValue": "auth"}
+    assert attributes["exception.type"] == {"stringValue": "KeyError"}
+    assert second.severity_number == 0
+    assert "structured" in second.body.string_value
+    resource = request.resource_logs[0].resource.attributes
+    assert [(kv.key, kv.value.string_value) for kv in resource] == [
+        ("service.name", "unknown_service")
+    ]
+
+
+# --------------------------------------------------------------------------- by name
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("ndjson", "application/x-ndjson"),
+        ("JSON", "application/json"),
+        ("loki", "application/json"),
+        ("elasticsearch", "application/x-ndjson"),
+        ("opensearch", "application/x-ndjson"),
+        ("otlp", "application/json"),
+    ],
+)
+def test_make_encoder_by_name(name: str, kind: str) -> None:
+    """Every encoder name (any case) gives an encoder producing its content type."""
+    body, content_type = make_encoder(name)(encoded(make_log_record()))
+    assert kind == content_type
+    assert body
+
+
+def test_make_encoder_passes_a_callable_through_and_refuses_unknown_names() -> None:
+    """A callable is the encoder; an unknown name raises ValueError listing the names."""
+
+    def custom(records: list[dict[str, object]]) -> tuple[bytes, str]:
+        return b"x", "text/plain"
+
+    assert make_encoder(custom) is custom
+    with pytest.raises(ValueError, match="'loki'"):
+        make_encoder("syslog")
