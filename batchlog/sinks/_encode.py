@@ -82,16 +82,35 @@ _EVENT_KEYS = frozenset(
     }
 )
 _ENCODED_KEYS = frozenset(FIELDS)
+# One encoder for every call: json.dumps with options builds a new one each time.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _UTC = datetime.timezone.utc
 _RFC3339 = "%Y-%m-%dT%H:%M:%S.%fZ"
 _MAX_DEPTH = 20  # deeper than any log record should be: stop recursing, keep the repr
 _INT64 = (-(2**63), 2**63 - 1)  # what SQL databases store as an integer
+_MIN, _MAX = _INT64
+_MICROS = 1_000_000
+
+
+# The formatted second of the last timestamp: records of a batch share their seconds, so
+# most calls only format the microseconds. One tuple, replaced whole, so threads that
+# race on it each see a matching pair.
+_last_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
 
 
 def rfc3339(epoch_seconds: float) -> str:
     """Return ``epoch_seconds`` as RFC 3339 in UTC with microseconds and a ``Z``."""
-    moment = datetime.datetime.fromtimestamp(epoch_seconds, tz=_UTC)
-    return moment.strftime(_RFC3339)
+    global _last_second  # noqa: PLW0603 -- a one-entry cache, replaced atomically
+    second = math.floor(epoch_seconds)
+    micros = round((epoch_seconds - second) * _MICROS)
+    if micros >= _MICROS:  # rounding reached the next second
+        second, micros = second + 1, 0
+    cached_second, prefix = _last_second
+    if cached_second != second:
+        moment = datetime.datetime.fromtimestamp(second, tz=_UTC)
+        prefix = moment.strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (second, prefix)
+    return f"{prefix}.{micros:06d}Z"
 
 
 def timestamp_seconds(text: object) -> float | None:
@@ -229,27 +248,49 @@ def _encode_log_record(record: logging.LogRecord) -> dict[str, Any]:
             exception = logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001 -- a broken exception must not lose the record
             exception = _safe_repr(record.exc_info)
+    # Fields of an ordinary record already have the right type: check it inline and call
+    # the careful converters only for odd ones (this runs once per record per sink).
+    get = attributes.get
+    created = get("created")
+    levelname = get("levelname")
+    levelno = get("levelno")
+    name = get("name")
+    stack = get("stack_info")
+    thread = get("thread")
+    thread_name = get("threadName")
+    process = get("process")
+    process_name = get("processName")
+    module = get("module")
+    function = get("funcName")
+    line = get("lineno")
+    path = get("pathname")
+    extra_keys = attributes.keys() - LOGRECORD_ATTRIBUTES  # a set difference, in C
     return {
-        "timestamp": _safe_rfc3339(attributes.get("created")),
-        "level": _text_or_none(attributes.get("levelname")),
-        "level_number": _int_or_none(attributes.get("levelno")),
-        "logger": _text_or_none(attributes.get("name")),
-        "message": _safe_text(message),
+        "timestamp": rfc3339(created) if type(created) is float else _safe_rfc3339(created),
+        "level": levelname if type(levelname) is str else _text_or_none(levelname),
+        "level_number": levelno if type(levelno) is int and _MIN <= levelno <= _MAX
+        else _int_or_none(levelno),
+        "logger": name if type(name) is str else _text_or_none(name),
+        "message": message if type(message) is str else _safe_text(message),
         "exception": _text_or_none(exception or None),
-        "stack": _text_or_none(attributes.get("stack_info")),
-        "thread": _scalar(attributes.get("thread")),
-        "thread_name": _text_or_none(attributes.get("threadName")),
-        "process": _scalar(attributes.get("process")),
-        "process_name": _text_or_none(attributes.get("processName")),
-        "module": _text_or_none(attributes.get("module")),
-        "function": _text_or_none(attributes.get("funcName")),
-        "line": _scalar(attributes.get("lineno")),
-        "path": _text_or_none(attributes.get("pathname")),
+        "stack": stack if stack is None or type(stack) is str else _text_or_none(stack),
+        "thread": thread if type(thread) is int and _MIN <= thread <= _MAX else _scalar(thread),
+        "thread_name": thread_name if type(thread_name) is str else _text_or_none(thread_name),
+        "process": process
+        if type(process) is int and _MIN <= process <= _MAX
+        else _scalar(process),
+        "process_name": (
+            process_name if type(process_name) is str else _text_or_none(process_name)
+        ),
+        "module": module if type(module) is str else _text_or_none(module),
+        "function": function if type(function) is str else _text_or_none(function),
+        "line": line if type(line) is int and _MIN <= line <= _MAX else _scalar(line),
+        "path": path if type(path) is str else _text_or_none(path),
         "extra": {
-            key: _jsonable(value)
-            for key, value in attributes.items()
-            if key not in LOGRECORD_ATTRIBUTES
-        },
+            key: _jsonable(value) for key, value in attributes.items() if key in extra_keys
+        }
+        if extra_keys
+        else {},
     }
 
 
@@ -323,6 +364,6 @@ def to_json(data: Any) -> str:
     .. versionadded:: 0.1.0
     """
     try:
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return _JSON.encode(data)
     except (TypeError, ValueError, RecursionError):
-        return json.dumps(_jsonable(data), ensure_ascii=False, separators=(",", ":"))
+        return _JSON.encode(_jsonable(data))

@@ -34,6 +34,7 @@ sqlite3 is imported on the first batch, never by ``import batchlog.sinks``.
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import re
 import threading
@@ -118,10 +119,18 @@ def _bindable(value: Any) -> Any:
     return to_json(value)  # only a hand-made "encoded" record holds anything else
 
 
+_FIELD_VALUES = operator.itemgetter(*FIELDS)  # every field, in column order, in C
+_PLAIN_TYPES = frozenset({str, int, float, type(None)})
+
+
 def _row(record: AnyRecord) -> tuple[Any, ...]:
-    encoded = encode_record(record)
-    *fields, extra = (encoded.get(name) for name in FIELDS)
-    return (*map(_bindable, fields), to_json(extra if extra is not None else {}))
+    """Return the column values of ``record``, ``extra`` as JSON text."""
+    *fields, extra = _FIELD_VALUES(encode_record(record))
+    # The encoding gives plain values (ints of ordinary records fit 64 bits): convert one
+    # by one only when something else turns up.
+    if not _PLAIN_TYPES.issuperset(map(type, fields)):
+        fields = [_bindable(value) for value in fields]
+    return (*fields, to_json(extra) if extra else "{}")
 
 
 class SQLiteSink:
@@ -234,7 +243,15 @@ class SQLiteSink:
             connection = self._current_connection()
             connection.execute("BEGIN IMMEDIATE")
             try:
-                connection.executemany(self._insert, rows)
+                try:
+                    connection.executemany(self._insert, rows)
+                except OverflowError:
+                    # An integer beyond 64 bits (only a hand-made encoded record has one):
+                    # start the batch again with every value converted carefully.
+                    connection.execute("ROLLBACK")
+                    connection.execute("BEGIN IMMEDIATE")
+                    careful = [tuple(map(_bindable, row)) for row in rows]
+                    connection.executemany(self._insert, careful)
                 connection.execute("COMMIT")
             except BaseException:
                 if connection.in_transaction:
