@@ -22,7 +22,7 @@ from ._report import StderrReporter
 from ._sinkspec import resolve_sink
 from .metrics import Metrics
 from .overflow import OverflowPolicyLike
-from .writer import BatchWriter
+from .writer import BatchWriter, unique_name
 
 __all__ = ["DEFAULT_FLUSH_TIMEOUT", "BatchingHandler", "level_number"]
 
@@ -188,7 +188,7 @@ class BatchingHandler(logging.Handler):
             clear_buffers=clear_buffers,
             on_error=self._on_sink_error,
             on_close=self._close_sink,
-            name=name or type(self).__name__,
+            name=name or unique_name(type(self).__name__),
             close_at_exit=False,  # logging.shutdown() closes it, after other atexit hooks log
         )
         self._offer = offer_by_policy(self._writer, overflow, block_timeout)

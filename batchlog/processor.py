@@ -14,7 +14,7 @@ from ._sinkspec import resolve_sink
 from .handler import DEFAULT_FLUSH_TIMEOUT
 from .metrics import Metrics
 from .overflow import OverflowPolicyLike
-from .writer import BatchWriter
+from .writer import BatchWriter, unique_name
 
 __all__ = ["BatchingProcessor"]
 
@@ -93,7 +93,7 @@ class BatchingProcessor:
             max_queue_size=max_queue_size,
             clear_buffers=clear_buffers,
             on_close=self._close_sink,
-            name=name or type(self).__name__,
+            name=name or unique_name(type(self).__name__),
         )
         self._offer: Callable[[dict[str, Any]], object] = offer_by_policy(
             self.writer, overflow, block_timeout

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
-__all__ = ["DEFAULT_EXIT_TIMEOUT", "BatchWriter", "default_max_queue_size"]
+__all__ = ["DEFAULT_EXIT_TIMEOUT", "BatchWriter", "default_max_queue_size", "unique_name"]
 
 T = TypeVar("T")
 
@@ -61,6 +61,12 @@ _IDLE_RECHECK = 0.25  # an idle worker re-checks the queue this often, in case a
 _CLOSE_RECHECK = 0.01  # while closing, how often to look for an adder that held a slot
 _names = itertools.count(1)
 _names_lock = threading.Lock()
+
+
+def unique_name(prefix: str) -> str:
+    """Return ``prefix`` numbered so that no two default names in a process are equal."""
+    with _names_lock:
+        return f"{prefix}-{next(_names)}"
 
 
 def default_max_queue_size(capacity: int) -> int:
@@ -294,8 +300,7 @@ class BatchWriter(Generic[T]):
             msg = f"exit_timeout must be a finite number of seconds, not {exit_timeout!r}"
             raise ValueError(msg)
         if name is None:
-            with _names_lock:
-                name = f"BatchWriter-{next(_names)}"
+            name = unique_name("BatchWriter")
         self.name: str = name
         self.exit_timeout: float = checked_exit_timeout
         self.close_at_exit: bool = bool(close_at_exit)
