@@ -739,3 +739,15 @@ def test_dictconfig_with_plain_values(server: Server) -> None:
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert "configured" in request.body.decode()
     assert TOKEN not in repr(handler)
+
+
+
+def test_no_retry_starts_after_max_retry_time(
+    server: Server, make_sink: Callable[..., HTTPSink], sleeps: list[float]
+) -> None:
+    """A Retry-After reaching past max_retry_time ends the retries instead of waiting."""
+    server.answer(Reply(503, {"Retry-After": "2"}))
+    with pytest.raises(DeliveryError):
+        make_sink(server.url(), max_attempts=5, max_retry_time=1.0)(events(1))
+    assert sleeps == []
+    assert len(server.requests) == 1

@@ -545,7 +545,9 @@ def _make_retrying(
 
     stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(max_attempts)
     if max_retry_time is not None:
-        stop = stop | tenacity.stop_after_delay(max_retry_time)
+        # Stop when the next attempt would START after the limit (waits included), not
+        # only when a failed attempt ends after it.
+        stop = stop | tenacity.stop_before_delay(max_retry_time)
     try:  # tenacity 9.2 renamed `initial` to `multiplier` and warns about the old name
         backoff = tenacity.wait_exponential_jitter(
             multiplier=backoff_initial, max=backoff_max, jitter=backoff_jitter
