@@ -1,6 +1,6 @@
 """batchlog: collect records from many threads and tasks, hand them to a sink in batches.
 
-The public names are re-exported here; see :class:`BatchWriter` to start.
+The public names are re-exported here; see ``BatchWriter`` to start.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m batchlog``: see :mod:`batchlog.cli`."""
+"""``python -m batchlog``: see ``batchlog.cli``."""
 
 from __future__ import annotations
 

@@ -25,12 +25,12 @@ class Clock(Protocol):
 
 
 class MonotonicClock:
-    """The real clock: :func:`time.monotonic` and :meth:`threading.Event.wait`."""
+    """The real clock: ``time.monotonic`` and ``threading.Event.wait``."""
 
     __slots__ = ()
 
     def now(self) -> float:
-        """Return :func:`time.monotonic`."""
+        """Return ``time.monotonic``."""
         return time.monotonic()
 
     def wait(self, event: threading.Event, timeout: float | None) -> bool:

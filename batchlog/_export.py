@@ -1,6 +1,6 @@
 """What the metrics exporters share: the sources they watch and the fields they export.
 
-:mod:`batchlog.prometheus` and :mod:`batchlog.otel` build on it; it imports neither
+``batchlog.prometheus`` and ``batchlog.otel`` build on it; it imports neither
 prometheus_client nor OpenTelemetry.
 """
 
@@ -27,7 +27,7 @@ __all__ = [
 
 
 class NamedMetrics(Protocol):
-    """Something with a name and a :class:`~batchlog.Metrics` snapshot: a BatchWriter."""
+    """Something with a name and a ``batchlog.Metrics`` snapshot: a BatchWriter."""
 
     @property
     def name(self) -> str:
@@ -55,7 +55,7 @@ Kind = Literal["counter", "gauge"]
 class ExportedField(NamedTuple):
     """How one counter is exported: its Prometheus and OpenTelemetry names, its kind."""
 
-    #: The attribute of :class:`~batchlog.Metrics` (or ``FallbackMetrics``) it reads.
+    #: The attribute of ``batchlog.Metrics`` (or ``FallbackMetrics``) it reads.
     field: str
     #: ``"counter"`` (only grows while the writer lives) or ``"gauge"``.
     kind: Kind
@@ -120,7 +120,7 @@ FIELDS: tuple[ExportedField, ...] = (
     ),
 )  # fmt: skip
 
-#: The counters of a :class:`~batchlog.sinks.FallbackSink`, for writers whose sink is one.
+#: The counters of a ``batchlog.sinks.FallbackSink``, for writers whose sink is one.
 FALLBACK_FIELDS: tuple[ExportedField, ...] = (
     ExportedField(
         "primary_failures", "counter", "fallback_primary_failures_total",
@@ -168,7 +168,7 @@ def _writer_of(source: object) -> NamedMetrics:
 
 
 def _fallback_sink_of(source: object, writer: object) -> FallbackSink | None:
-    """Return the source's sink if it is a :class:`FallbackSink`, else None."""
+    """Return the source's sink if it is a ``FallbackSink``, else None."""
     sink = getattr(source, "sink", None)  # a BatchingHandler's sink
     if sink is None:
         # A BatchWriter (or a BatchingProcessor's writer) calls its sink directly.
@@ -188,7 +188,7 @@ class SourceSet:
 
     A source is keyed by its writer (a handler and its writer are the same source). A
     source whose writer was garbage-collected or closed is forgotten at the next
-    :meth:`snapshots`.
+    ``snapshots``.
     """
 
     __slots__ = ("_entries", "_lock")
@@ -230,7 +230,7 @@ class SourceSet:
         """Stop watching ``source``; does nothing if it is not watched.
 
         Raises:
-            TypeError: ``source`` is not a metrics source (see :meth:`add`).
+            TypeError: ``source`` is not a metrics source (see ``add``).
         """
         writer = _writer_of(source)
         with self._lock:

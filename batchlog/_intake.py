@@ -39,7 +39,7 @@ def offer_by_policy(
 ) -> Callable[[T], object]:
     """Return the writer method that offers a record under ``overflow``, bound in C.
 
-    ``block`` → ``add(record, block_timeout)``, which raises one of :data:`REFUSED` when the
+    ``block`` → ``add(record, block_timeout)``, which raises one of ``REFUSED`` when the
     record is dropped; ``drop_newest`` → ``try_add``; ``drop_oldest`` →
     ``try_add(evict_oldest=True)``. Every refusal is counted in ``records_dropped``.
 

@@ -1,6 +1,6 @@
 """The exceptions batchlog raises.
 
-Every error is a :class:`BatchlogError`; the ones caused by a bad argument are also the
+Every error is a ``BatchlogError``; the ones caused by a bad argument are also the
 built-in exception a Python user would expect, so ``except ValueError`` keeps working::
 
     BatchlogError

@@ -108,7 +108,7 @@ def _logging_lock_held() -> bool:
 
 
 class BatchingHandler(logging.Handler):
-    """A :class:`logging.Handler` that hands records to ``sink`` in batches.
+    """A ``logging.Handler`` that hands records to ``sink`` in batches.
 
     Args:
         sink: A callable taking ``list[logging.LogRecord]``; or an import string
@@ -122,11 +122,11 @@ class BatchingHandler(logging.Handler):
         block_timeout: With ``"block"``, most seconds to wait before dropping the record.
         flush_level: A record at or above this level triggers a flush at once (the
             caller does not wait for it).
-        max_queue_size: Most records held; see :class:`~batchlog.BatchWriter`.
-        clear_buffers: See :class:`~batchlog.BatchWriter`.
+        max_queue_size: Most records held; see ``batchlog.BatchWriter``.
+        clear_buffers: See ``batchlog.BatchWriter``.
         level: The handler's level.
         name: The writer's name (thread name, reports); default: the handler's class.
-        flush_timeout: Most seconds :meth:`flush` and :meth:`close` wait for the sink
+        flush_timeout: Most seconds ``flush`` and ``close`` wait for the sink
             (``logging.shutdown()`` calls both at exit); None waits as long as it takes.
 
     The records the sink receives are stable: ``record.getMessage()`` gives the text as it
@@ -197,12 +197,12 @@ class BatchingHandler(logging.Handler):
 
     @property
     def writer(self) -> BatchWriter[logging.LogRecord]:
-        """The :class:`~batchlog.BatchWriter` behind this handler."""
+        """The ``batchlog.BatchWriter`` behind this handler."""
         return self._writer
 
     @property
     def metrics(self) -> Metrics:
-        """The writer's :class:`~batchlog.Metrics`."""
+        """The writer's ``batchlog.Metrics``."""
         return self._writer.metrics
 
     @property
@@ -225,7 +225,7 @@ class BatchingHandler(logging.Handler):
         the writer's lock-free fast path inline; the overflow policy is consulted only
         when the queue is full or closed.
 
-        Returns what :meth:`logging.Handler.handle` returns: whether the record passed the
+        Returns what ``logging.Handler.handle`` returns: whether the record passed the
         filters (on Python 3.12+, the record itself when it did).
         """
         if self.filters and not _filtered:

@@ -8,7 +8,7 @@
     ...
     instruments.uninstrument()
 
-Every :class:`~batchlog.Metrics` field becomes one observable instrument, each
+Every ``batchlog.Metrics`` field becomes one observable instrument, each
 observation carrying the attribute ``writer`` (the writer's name):
 
 ================================  ===============  ========  =======================
@@ -28,7 +28,7 @@ Instrument                        Kind             Unit      ``Metrics`` field
 ``batchlog.flush_time``           counter          s         ``total_flush_time``
 ================================  ===============  ========  =======================
 
-A writer whose sink is a :class:`~batchlog.sinks.FallbackSink` also reports the counters
+A writer whose sink is a ``batchlog.sinks.FallbackSink`` also reports the counters
 ``batchlog.fallback.primary_failures``, ``.dead_lettered_batches``,
 ``.dead_lettered_records`` and ``.dead_letter_failures``.
 
@@ -69,7 +69,7 @@ class _MeterBridge:
 
     Instruments cannot be removed from a meter, and a meter hands back the existing
     instrument (with its first callbacks only) when one is made twice: so each meter
-    gets one bridge, made once, that every :class:`BatchlogInstruments` on it shares.
+    gets one bridge, made once, that every ``BatchlogInstruments`` on it shares.
     """
 
     __slots__ = ("_groups", "_lock", "_served", "_snapshots")
@@ -160,9 +160,9 @@ def _bridge_for(meter: Meter) -> _MeterBridge:
 
 
 class BatchlogInstruments:
-    """The sources one :func:`instrument` call reports, until :meth:`uninstrument`.
+    """The sources one ``instrument`` call reports, until ``uninstrument``.
 
-    Made by :func:`instrument`. Every collection reads each source's ``metrics`` once,
+    Made by ``instrument``. Every collection reads each source's ``metrics`` once,
     so the values of one source in one collection are consistent with each other.
     Sources are held weakly: a writer that was closed or garbage-collected is no longer
     reported.
@@ -193,7 +193,7 @@ class BatchlogInstruments:
         Raises:
             TypeError: ``source`` is not one of those, or cannot be referenced weakly.
             ValueError: Another source of this call, open, has the same name.
-            RuntimeError: :meth:`uninstrument` was called; call :func:`instrument` again.
+            RuntimeError: ``uninstrument`` was called; call ``instrument`` again.
         """
         with self._lock:
             if self._bridge is None:
@@ -205,7 +205,7 @@ class BatchlogInstruments:
         """Stop reporting ``source``; does nothing if it is not reported.
 
         Args:
-            source: A source given to :func:`instrument` or to :meth:`add`.
+            source: A source given to ``instrument`` or to ``add``.
 
         Raises:
             TypeError: ``source`` is not a BatchWriter, BatchingHandler or BatchingProcessor.
@@ -216,7 +216,7 @@ class BatchlogInstruments:
         """Stop reporting every source of this call; idempotent.
 
         The instruments stay on the meter (OpenTelemetry cannot remove them) and report
-        the sources of other :func:`instrument` calls, if any.
+        the sources of other ``instrument`` calls, if any.
         """
         with self._lock:
             bridge, self._bridge = self._bridge, None
@@ -237,13 +237,13 @@ def instrument(
 
     Args:
         *sources: BatchWriters, BatchingHandlers or BatchingProcessors; more can be
-            added later with :meth:`BatchlogInstruments.add`.
+            added later with ``BatchlogInstruments.add``.
         meter_provider: Where the instruments go; the global MeterProvider unless given
             (set it first: a proxy provider's meters are not shared between calls).
         meter_name: The instrumentation scope's name.
 
     Returns:
-        The handle to add and remove sources and to :meth:`~BatchlogInstruments.uninstrument`.
+        The handle to add and remove sources and to ``BatchlogInstruments.uninstrument``.
 
     Raises:
         TypeError: A source is not one of those.

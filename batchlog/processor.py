@@ -32,17 +32,17 @@ class BatchingProcessor:
 
     Args:
         sink: A callable taking ``list[dict]``, or an import string, or a mapping
-            ``{"()": factory, **kwargs}`` (as for :class:`~batchlog.BatchingHandler`).
+            ``{"()": factory, **kwargs}`` (as for ``batchlog.BatchingHandler``).
             If it has ``close()``, it is called after the last batch.
         capacity: Most events per batch.
         flush_interval: The longest an event waits, in seconds.
         overflow: ``"block"``, ``"drop_newest"`` or ``"drop_oldest"``.
         block_timeout: With ``"block"``, most seconds to wait before dropping the event.
-        max_queue_size: Most events held; see :class:`~batchlog.BatchWriter`.
-        clear_buffers: See :class:`~batchlog.BatchWriter`.
+        max_queue_size: Most events held; see ``batchlog.BatchWriter``.
+        clear_buffers: See ``batchlog.BatchWriter``.
         pass_through: Return the event dict instead of dropping it.
         name: The writer's name (thread name, reports).
-        flush_timeout: Most seconds :meth:`flush` and :meth:`close` wait; None: no limit.
+        flush_timeout: Most seconds ``flush`` and ``close`` wait; None: no limit.
 
     With structlog's async methods (``await log.ainfo(...)``) the chain, and so a blocking
     wait for room, runs in a worker thread, never on the event loop.
@@ -85,7 +85,7 @@ class BatchingProcessor:
         check_policy(overflow, block_timeout)  # before the writer starts its thread
         self.pass_through = bool(pass_through)
         self.flush_timeout = flush_timeout
-        #: The :class:`~batchlog.BatchWriter` behind this processor.
+        #: The ``batchlog.BatchWriter`` behind this processor.
         self.writer: BatchWriter[dict[str, Any]] = BatchWriter(
             capacity,
             flush_interval,
@@ -129,18 +129,18 @@ class BatchingProcessor:
 
     @property
     def metrics(self) -> Metrics:
-        """The writer's :class:`~batchlog.Metrics`."""
+        """The writer's ``batchlog.Metrics``."""
         return self.writer.metrics
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Deliver every event taken so far; see :meth:`BatchWriter.flush`.
+        """Deliver every event taken so far; see ``BatchWriter.flush``.
 
         ``timeout`` defaults to ``flush_timeout``.
         """
         return self.writer.flush(self.flush_timeout if timeout is None else timeout)
 
     def close(self, timeout: float | None = None) -> bool:
-        """Deliver everything, close the sink, stop; see :meth:`BatchWriter.close`."""
+        """Deliver everything, close the sink, stop; see ``BatchWriter.close``."""
         return self.writer.close(self.flush_timeout if timeout is None else timeout)
 
     def _close_sink(self) -> None:

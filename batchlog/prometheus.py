@@ -8,7 +8,7 @@
     register(handler, writer)  # on prometheus_client's default registry
     prometheus_client.start_http_server(8000, addr="127.0.0.1")
 
-Every :class:`~batchlog.Metrics` field is one metric family, each series labelled
+Every ``batchlog.Metrics`` field is one metric family, each series labelled
 ``writer`` with the writer's name (a handler's or processor's writer):
 
 ========================================  =======  =======================
@@ -28,7 +28,7 @@ Metric                                    Type     ``Metrics`` field
 ``batchlog_flush_seconds_total``          counter  ``total_flush_time``
 ========================================  =======  =======================
 
-A writer whose sink is a :class:`~batchlog.sinks.FallbackSink` also reports
+A writer whose sink is a ``batchlog.sinks.FallbackSink`` also reports
 ``batchlog_fallback_primary_failures_total``, ``..._dead_lettered_batches_total``,
 ``..._dead_lettered_records_total`` and ``..._dead_letter_failures_total``.
 
@@ -58,12 +58,12 @@ _LABELS = ("writer",)
 
 
 class BatchlogCollector(Collector):
-    """A custom collector reporting each source's :class:`~batchlog.Metrics` per scrape.
+    """A custom collector reporting each source's ``batchlog.Metrics`` per scrape.
 
     Each scrape reads every source's ``metrics`` once, so the values of one source in
     one scrape are consistent with each other. Sources are held weakly: a writer that
     was closed or garbage-collected is no longer reported. Register it with a registry
-    (or use :func:`register`)::
+    (or use ``register``)::
 
         collector = BatchlogCollector(handler, writer)
         prometheus_client.REGISTRY.register(collector)
@@ -115,7 +115,7 @@ class BatchlogCollector(Collector):
         """Stop reporting ``source``; does nothing if it is not reported.
 
         Args:
-            source: A source given to the constructor or to :meth:`add`.
+            source: A source given to the constructor or to ``add``.
 
         Raises:
             TypeError: ``source`` is not a BatchWriter, BatchingHandler or BatchingProcessor.
@@ -168,11 +168,11 @@ def register(
     registry: CollectorRegistry = REGISTRY,
     namespace: str = "batchlog",
 ) -> BatchlogCollector:
-    """Make a :class:`BatchlogCollector` for ``sources`` and register it with ``registry``.
+    """Make a ``BatchlogCollector`` for ``sources`` and register it with ``registry``.
 
     Args:
         *sources: BatchWriters, BatchingHandlers or BatchingProcessors; more can be
-            added later with :meth:`BatchlogCollector.add`.
+            added later with ``BatchlogCollector.add``.
         registry: Where to register it; prometheus_client's default registry unless given.
         namespace: Prefix of every metric name.
 
@@ -183,7 +183,7 @@ def register(
         TypeError: A source is not one of those.
         ValueError: Two sources have the same name, ``namespace`` is invalid, or
             ``registry`` already has a collector reporting these metric names (use
-            another ``namespace``, or :meth:`BatchlogCollector.add` on the first one).
+            another ``namespace``, or ``BatchlogCollector.add`` on the first one).
 
     .. versionadded:: 0.1.0
     """

@@ -14,7 +14,7 @@ class FakeClock:
     """A clock that moves only when told to, for driving a writer's time-based flushes.
 
     Pass it as ``BatchWriter(..., clock=clock)``. The worker's timed waits end only when
-    :meth:`advance` moves time (or a record or request wakes the worker)::
+    ``advance`` moves time (or a record or request wakes the worker)::
 
         clock = FakeClock()
         writer = BatchWriter(10, 5.0, sink, clock=clock)
@@ -57,7 +57,7 @@ class FakeClock:
             event.set()
 
     def wait(self, event: threading.Event, timeout: float | None) -> bool:
-        """Wait until ``event`` is set; fake timeouts end only through :meth:`advance`."""
+        """Wait until ``event`` is set; fake timeouts end only through ``advance``."""
         with self._cond:
             if timeout is not None and timeout <= 0:
                 return event.is_set()

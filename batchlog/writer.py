@@ -180,7 +180,7 @@ class BatchWriter(Generic[T]):
     """Collects records from any thread or task and hands them to ``flush_fn`` in batches.
 
     A batch goes to ``flush_fn`` when ``capacity`` records are waiting, when the oldest
-    waiting record has waited ``flush_interval``, on :meth:`flush` and on :meth:`close`.
+    waiting record has waited ``flush_interval``, on ``flush`` and on ``close``.
     ``flush_fn`` runs on the writer's own worker thread (started by the first record),
     never concurrently with itself, and sees records in the order they were accepted.
 
@@ -198,14 +198,14 @@ class BatchWriter(Generic[T]):
         on_error: Called as ``on_error(exc, batch)`` when ``flush_fn`` raises.
         name: Used in the worker thread's name, in reprs and in reports.
         on_close: Called once, on the thread that delivered the last batch, after
-            :meth:`close` has delivered everything (to close the sink, say). Its exceptions
+            ``close`` has delivered everything (to close the sink, say). Its exceptions
             are reported, not raised.
         close_at_exit: Whether batchlog's exit hook closes this writer if it is still
             open. False when something else closes it at exit (``BatchingHandler`` leaves
             it to ``logging.shutdown()``, which runs after other exit hooks had their say).
         exit_timeout: Seconds this writer may take to deliver its records at interpreter
             exit if it was never closed.
-        clock: Where the writer reads time; for tests (see :mod:`batchlog.testing`).
+        clock: Where the writer reads time; for tests (see ``batchlog.testing``).
 
     Raises:
         CapacityTooSmallError: ``capacity`` is not an int >= 1.
@@ -372,7 +372,7 @@ class BatchWriter(Generic[T]):
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` was called (records are no longer accepted)."""
+        """Whether ``close`` was called (records are no longer accepted)."""
         return self._closed
 
     @property
@@ -450,7 +450,7 @@ class BatchWriter(Generic[T]):
         return self._try_add_slow(record, evict_oldest=evict_oldest)
 
     async def add_async(self, record: T, timeout: float | None = None) -> None:
-        """Accept ``record`` like :meth:`add`, waiting for room without blocking the loop.
+        """Accept ``record`` like ``add``, waiting for room without blocking the loop.
 
         A cancelled call has not added the record.
 
@@ -965,14 +965,14 @@ class BatchWriter(Generic[T]):
         return request.wait(timeout)
 
     async def flush_async(self, timeout: float | None = None) -> bool:
-        """Like :meth:`flush`, waiting without blocking the event loop."""
+        """Like ``flush``, waiting without blocking the event loop."""
         timeout = _check_timeout(timeout)
         if self._nothing_unfinished():
             return True
         return await self._await_request_async(self._request_flush(), timeout)
 
     async def aclose(self, timeout: float | None = None) -> bool:
-        """Like :meth:`close`, waiting without blocking the event loop."""
+        """Like ``close``, waiting without blocking the event loop."""
         timeout = _check_timeout(timeout)
         self._begin_close()
         return await self._await_request_async(self._close_request, timeout)

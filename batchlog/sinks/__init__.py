@@ -1,17 +1,17 @@
 """Ready-made sinks: each a callable taking one batch, each with ``close()``.
 
 Every sink takes both record kinds, stdlib ``logging.LogRecord`` objects and structlog
-event dicts, and stores them in one common encoding (see :func:`encode_record`).
+event dicts, and stores them in one common encoding (see ``encode_record``).
 
 ==========================  ======================================================
-:class:`JsonLinesSink`      a JSON Lines file: one write per batch, logrotate-friendly
-:class:`SQLiteSink`         an SQLite database (the embedded default)
-:class:`PostgresSink`       PostgreSQL via ``COPY`` (``pip install 'batchlog[postgres]'``)
-:class:`HTTPSink`           one POST per batch, retries with backoff
+``JsonLinesSink``      a JSON Lines file: one write per batch, logrotate-friendly
+``SQLiteSink``         an SQLite database (the embedded default)
+``PostgresSink``       PostgreSQL via ``COPY`` (``pip install 'batchlog[postgres]'``)
+``HTTPSink``           one POST per batch, retries with backoff
                             (``pip install 'batchlog[http]'``)
-:class:`HandlerSink`        forwards each record to ordinary logging handlers
-:class:`FallbackSink`       a primary sink plus a dead-letter JSON Lines file;
-                            :func:`replay` feeds such a file to any sink
+``HandlerSink``        forwards each record to ordinary logging handlers
+``FallbackSink``       a primary sink plus a dead-letter JSON Lines file;
+                            ``replay`` feeds such a file to any sink
 ==========================  ======================================================
 
 Submodules are imported when a name is first used, so ``import batchlog.sinks`` pulls

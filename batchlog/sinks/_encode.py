@@ -339,7 +339,7 @@ def _encode_event(event: Mapping[str, Any]) -> dict[str, Any]:
 def encode_record(record: logging.LogRecord | Mapping[str, Any]) -> dict[str, Any]:
     """Return the common JSON-ready dict for a LogRecord or a structlog event dict.
 
-    A mapping that already holds every field of :data:`FIELDS` is returned as a plain
+    A mapping that already holds every field of ``FIELDS`` is returned as a plain
     copy, unchanged. Anything else is encoded as an event whose message is its text.
 
     Never raises for odd values: anything JSON cannot hold is rendered with ``repr``.

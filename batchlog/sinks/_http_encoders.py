@@ -1,7 +1,7 @@
-"""Request bodies for :class:`~batchlog.sinks.HTTPSink`: one function of encoded records each.
+"""Request bodies for ``batchlog.sinks.HTTPSink``: one function of encoded records each.
 
 An encoder takes the records of one request, already encoded by
-:func:`~batchlog.sinks.encode_record`, and returns ``(body, content_type)``::
+``batchlog.sinks.encode_record``, and returns ``(body, content_type)``::
 
     "ndjson"          one JSON object per line                 application/x-ndjson
     "json"            one JSON array                           application/json
@@ -210,7 +210,7 @@ class ElasticsearchBulkEncoder:
         action: ``"create"`` (the default; the only action a data stream accepts, and it
             never overwrites) or ``"index"`` (for a plain index).
 
-    The server answers 200 even when it refused documents; :meth:`check_response` turns
+    The server answers 200 even when it refused documents; ``check_response`` turns
     ``"errors": true`` into a failed delivery naming the first refusal.
 
     .. versionadded:: 0.1.0

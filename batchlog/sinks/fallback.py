@@ -6,9 +6,9 @@ A dead-letter file is JSON Lines, one failed record per line, in an envelope::
      "error": "OperationalError: database is locked",
      "failed_at": "2026-11-27T05:27:12.123456Z"}
 
-``record`` is the common encoding (:func:`~batchlog.sinks.encode_record`), ``error`` the
+``record`` is the common encoding (``batchlog.sinks.encode_record``), ``error`` the
 primary sink's exception (type and message), ``failed_at`` when the batch failed (RFC 3339,
-UTC). :func:`replay` (or ``python -m batchlog replay FILE --sink SPEC``) feeds the records
+UTC). ``replay`` (or ``python -m batchlog replay FILE --sink SPEC``) feeds the records
 to any sink once the primary works again.
 """
 
@@ -37,7 +37,7 @@ _ENCODED_KEYS = frozenset(FIELDS)
 
 @dataclasses.dataclass(frozen=True)
 class FallbackMetrics:
-    """A snapshot of a :class:`FallbackSink`'s counters, all read at one instant.
+    """A snapshot of a ``FallbackSink``'s counters, all read at one instant.
 
     .. versionadded:: 0.1.0
     """
@@ -73,9 +73,9 @@ class FallbackSink:
     """Calls ``primary``; if it raises, writes the batch to a dead-letter JSON Lines file.
 
     The dead-letter file holds one envelope per record (see this module's docstring),
-    appended by a :class:`~batchlog.sinks.JsonLinesSink` in one write per batch and, by
+    appended by a ``batchlog.sinks.JsonLinesSink`` in one write per batch and, by
     default, fsynced. A dead-lettered batch counts as processed for the writer (it is
-    safe on disk); replay it with :func:`replay`. If the dead-letter write fails too, the
+    safe on disk); replay it with ``replay``. If the dead-letter write fails too, the
     call re-raises the primary's exception, so the writer counts the batch as failed: a
     batch is never lost without a count.
 
@@ -90,7 +90,7 @@ class FallbackSink:
 
     Args:
         primary: The sink to call: a callable, an import string, or a mapping
-            ``{"()": factory, **kwargs}`` (as :class:`~batchlog.BatchingHandler` takes).
+            ``{"()": factory, **kwargs}`` (as ``batchlog.BatchingHandler`` takes).
         dead_letter_path: The JSON Lines file that takes batches the primary failed on.
         fsync: fsync the dead-letter file after each batch written to it.
         logger: Where primary failures are reported: a Logger or a logger name. Do not
@@ -145,7 +145,7 @@ class FallbackSink:
 
     @property
     def metrics(self) -> FallbackMetrics:
-        """The counters as one consistent :class:`FallbackMetrics` snapshot."""
+        """The counters as one consistent ``FallbackMetrics`` snapshot."""
         with self._lock:
             return FallbackMetrics(*self._counts)
 
@@ -275,15 +275,15 @@ def replay(
 
     Every line is checked before the first batch is sent, so a damaged file (say, a last
     line cut short by a crash) sends nothing. The records are already encoded, and
-    every sink in :mod:`batchlog.sinks` takes them as they are. Lines written by a
-    :class:`~batchlog.sinks.JsonLinesSink` (bare encoded records) replay too.
+    every sink in ``batchlog.sinks`` takes them as they are. Lines written by a
+    ``batchlog.sinks.JsonLinesSink`` (bare encoded records) replay too.
 
     Args:
         path: The dead-letter file.
         sink: Any sink: a callable taking a list of records. It is not closed.
         batch_size: Most records per call of ``sink``.
         remove: Delete the file once every batch was delivered. Replay a file no running
-            :class:`FallbackSink` is still appending to (rotate it first), or records
+            ``FallbackSink`` is still appending to (rotate it first), or records
             appended during the replay go with it.
 
     Returns:

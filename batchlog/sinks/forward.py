@@ -1,6 +1,6 @@
 """``HandlerSink``: hands each record of a batch to ordinary ``logging.Handler`` objects.
 
-Put it behind a :class:`~batchlog.BatchingHandler` and any stdlib handler (a
+Put it behind a ``batchlog.BatchingHandler`` and any stdlib handler (a
 ``FileHandler``, a ``SysLogHandler``, an ``SMTPHandler``) is fed in batches from the
 writer's worker thread instead of from the threads that log.
 """
@@ -19,7 +19,7 @@ from ._encode import LOGRECORD_ATTRIBUTES, encode_record, timestamp_seconds
 
 __all__ = ["HandlerLike", "HandlerSink", "to_log_record"]
 
-#: A handler, or what names or builds one (see :class:`HandlerSink`).
+#: A handler, or what names or builds one (see ``HandlerSink``).
 HandlerLike = Union[logging.Handler, str, Mapping[str, Any]]
 
 
@@ -108,14 +108,14 @@ def to_log_record(record: AnyRecord) -> logging.LogRecord:
 
 
 class HandlerSink:
-    """Hands each record of a batch to ordinary :class:`logging.Handler` objects.
+    """Hands each record of a batch to ordinary ``logging.Handler`` objects.
 
     For each record, in order, every handler whose level the record meets gets
     ``handler.handle(record)`` (so its filters, lock, formatter and ``handleError`` work
     as usual); after the batch each handler is flushed once. structlog event dicts (and
-    encoded records) are turned into LogRecords first (see :func:`to_log_record`).
+    encoded records) are turned into LogRecords first (see ``to_log_record``).
 
-    Records from a :class:`~batchlog.BatchingHandler` are shared with the logger's other
+    Records from a ``batchlog.BatchingHandler`` are shared with the logger's other
     handlers; ordinary handlers do not modify records, so that is safe.
 
     If a handler raises (stdlib handlers report their own errors through

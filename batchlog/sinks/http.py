@@ -47,8 +47,8 @@ _INSTALL_HINT = "HTTPSink needs httpx and tenacity: pip install 'batchlog[http]'
 class DeliveryError(BatchlogError):
     """A batch, or part of it, could not be delivered; retries (if allowed) are spent.
 
-    Raised by :class:`HTTPSink`, so the writer counts the batch as failed and a
-    :class:`~batchlog.sinks.FallbackSink` takes over. Nothing secret is in it: header
+    Raised by ``HTTPSink``, so the writer counts the batch as failed and a
+    ``batchlog.sinks.FallbackSink`` takes over. Nothing secret is in it: header
     values, a URL's password and query values are replaced by ``***``.
 
     Attributes:
@@ -160,7 +160,7 @@ class HTTPSink:
     """Sends each batch in one POST request (several if it exceeds ``max_body_bytes``).
 
     The body is gzip-compressed (``Content-Encoding: gzip``) unless ``gzip=False``. The
-    records are first encoded by :func:`~batchlog.sinks.encode_record`, then put in the
+    records are first encoded by ``batchlog.sinks.encode_record``, then put in the
     body by ``encoder``: ``"ndjson"`` (``application/x-ndjson``), ``"json"`` (one array),
     ``"loki"`` (Grafana Loki, ``url`` ending in ``/loki/api/v1/push``), ``"elasticsearch"``
     or ``"opensearch"`` (the ``_bulk`` API, ``url`` ending in ``/_bulk``), ``"otlp"``
@@ -174,19 +174,19 @@ class HTTPSink:
     HTTP-date). A ``Retry-After`` longer than ``max_retry_after`` is not waited for: the
     call fails at once. Another status (400, 401, 404, 413, a redirect, which is never
     followed) fails at once. Retrying stops after ``max_attempts`` requests or once
-    ``max_retry_time`` seconds have passed; then the call raises :class:`DeliveryError`
+    ``max_retry_time`` seconds have passed; then the call raises ``DeliveryError``
     and the writer counts the batch as failed. Retries may deliver a record twice (a
     timeout after the server stored it): delivery is at least once.
 
     Size. A batch whose body, before gzip, exceeds ``max_body_bytes`` is split into
     several requests of consecutive records, sent in order, each retried on its own. The
     first that fails ends the call (the server is likely refusing the rest too); the
-    :class:`DeliveryError` says how many records went out before and holds the rest in
+    ``DeliveryError`` says how many records went out before and holds the rest in
     ``undelivered``. A single record larger than ``max_body_bytes`` is sent alone anyway:
     the limit is ours, the server's may be larger, and a record is better delivered than
     dropped; if the server refuses it (413), that request fails like any other 4xx.
 
-    Secrets. ``repr(sink)``, every :class:`DeliveryError` and so every report shows
+    Secrets. ``repr(sink)``, every ``DeliveryError`` and so every report shows
     ``***`` in place of header values, a URL's password and its query values (and any of
     them echoed in a response body). User and password in the URL are sent as Basic auth
     and left out of the URL httpx logs. Prefer a header to a token in the query string.
@@ -199,7 +199,7 @@ class HTTPSink:
     and an injectable ``sleep``.
 
     httpx logs each request at INFO on the ``httpx`` logger. A
-    :class:`~batchlog.BatchingHandler` that sees those records on its own worker thread
+    ``batchlog.BatchingHandler`` that sees those records on its own worker thread
     drops them (counted in ``records_dropped``); set that logger to WARNING to avoid it.
 
     Args:
@@ -239,8 +239,8 @@ class HTTPSink:
         TypeError: ``gzip`` is not a bool.
         OSError: ``verify`` names a CA bundle that cannot be read.
 
-    A call raises :class:`DeliveryError` when a body could not be delivered (also after
-    :meth:`close`).
+    A call raises ``DeliveryError`` when a body could not be delivered (also after
+    ``close``).
 
     .. versionadded:: 0.1.0
     """
@@ -439,7 +439,7 @@ class HTTPSink:
         yield from self._fitted(records, middle, end)
 
     def _send(self, client: httpx.Client, body: bytes, content_type: str) -> None:
-        """POST ``body``, retrying by the policy; raise :class:`DeliveryError` at the end."""
+        """POST ``body``, retrying by the policy; raise ``DeliveryError`` at the end."""
         headers = {"Content-Type": content_type}
         if self.gzip:
             body = gzip_compress(body, compresslevel=self.gzip_level, mtime=0)
@@ -458,7 +458,7 @@ class HTTPSink:
             raise
 
     def _post_once(self, client: httpx.Client, body: bytes, headers: dict[str, str]) -> None:
-        """POST once; raise :class:`DeliveryError` (``retryable`` set) unless it succeeded."""
+        """POST once; raise ``DeliveryError`` (``retryable`` set) unless it succeeded."""
         import httpx
 
         try:

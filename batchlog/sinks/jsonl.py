@@ -20,7 +20,7 @@ _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
 class JsonLinesSink:
-    """Appends each record as one line of JSON (see :func:`~batchlog.sinks.encode_record`).
+    """Appends each record as one line of JSON (see ``batchlog.sinks.encode_record``).
 
     A batch becomes one ``os.write`` of all its lines to a file opened with ``O_APPEND``,
     so processes appending to the same file never interleave within a batch's lines, and
@@ -28,7 +28,7 @@ class JsonLinesSink:
 
     The file is opened on the first batch (created if missing, never truncated). Before
     each batch the sink compares the path's device and inode with the open file's, as
-    :class:`logging.handlers.WatchedFileHandler` does: if logrotate (or anyone) moved or
+    ``logging.handlers.WatchedFileHandler`` does: if logrotate (or anyone) moved or
     deleted the file, the sink reopens the path, creating a new file.
 
     Args:
@@ -43,7 +43,7 @@ class JsonLinesSink:
         LookupError: ``encoding`` names no codec.
 
     A call raises ``OSError`` when the file cannot be opened or written (the writer counts
-    the batch as failed), and ``ValueError`` after :meth:`close`.
+    the batch as failed), and ``ValueError`` after ``close``.
 
     .. versionadded:: 0.1.0
     """
@@ -82,9 +82,9 @@ class JsonLinesSink:
     def write_json(self, objects: Iterable[Any]) -> int:
         """Append each of ``objects`` as one line of JSON, as they are, in one write.
 
-        The lower-level step of :meth:`__call__`: no record encoding, so any JSON-ready
+        The lower-level step of ``__call__``: no record encoding, so any JSON-ready
         objects can be written (the dead-letter file of
-        :class:`~batchlog.sinks.FallbackSink` uses it). Returns the number of lines.
+        ``batchlog.sinks.FallbackSink`` uses it). Returns the number of lines.
 
         Raises:
             OSError: The file could not be opened or written.

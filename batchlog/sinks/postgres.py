@@ -1,7 +1,7 @@
 """``PostgresSink``: a PostgreSQL table, one ``COPY`` in one transaction per batch.
 
 The table (``logs`` unless configured) has one column per field of the common encoding
-(:data:`~batchlog.sinks.FIELDS`) after an identity column::
+(``batchlog.sinks.FIELDS``) after an identity column::
 
     CREATE TABLE IF NOT EXISTS logs (
         id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- insertion order
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 __all__ = ["COLUMNS", "PostgresSink"]
 
-#: The column types, one per field of :data:`~batchlog.sinks.FIELDS`, in order.
+#: The column types, one per field of ``batchlog.sinks.FIELDS``, in order.
 COLUMNS: dict[str, str] = {
     "timestamp": "timestamptz",
     "level": "text",
@@ -134,7 +134,7 @@ def _text(value: str) -> str:
 
 
 def _clean_json(value: Any) -> Any:
-    """Return ``value`` (JSON-ready) with every string made storable by :func:`_text`."""
+    """Return ``value`` (JSON-ready) with every string made storable by ``_text``."""
     if isinstance(value, str):
         return _text(value)
     if isinstance(value, Mapping):
@@ -170,7 +170,7 @@ def _timestamp(value: Any) -> datetime.datetime | None:
 
 
 def _row(record: AnyRecord) -> tuple[Any, ...]:
-    """Return the column values of ``record``, in the order of :data:`COLUMNS`."""
+    """Return the column values of ``record``, in the order of ``COLUMNS``."""
     encoded = encode_record(record)
     raw_extra = encoded.get("extra")
     extra: dict[str, Any] = dict(raw_extra) if isinstance(raw_extra, Mapping) else {}
@@ -282,7 +282,7 @@ class PostgresSink:
 
     A call raises ``psycopg.OperationalError`` when the batch could not be stored after
     every retry, another ``psycopg.Error`` when the server refused it, and
-    ``ValueError`` after :meth:`close`.
+    ``ValueError`` after ``close``.
 
     .. versionadded:: 0.1.0
     """

@@ -1,7 +1,7 @@
 """``SQLiteSink``: an SQLite database, one transaction per batch (the embedded default).
 
 The table (``logs`` unless configured) has one column per field of the common encoding
-(:data:`~batchlog.sinks.FIELDS`) after an ``INTEGER PRIMARY KEY``::
+(``batchlog.sinks.FIELDS``) after an ``INTEGER PRIMARY KEY``::
 
     CREATE TABLE IF NOT EXISTS logs (
         id            INTEGER PRIMARY KEY,   -- insertion order
@@ -49,10 +49,10 @@ if TYPE_CHECKING:
 
 __all__ = ["COLUMNS", "DEFAULT_PATH", "SQLiteSink", "create_table_sql"]
 
-#: Where :class:`SQLiteSink` writes when no path is given.
+#: Where ``SQLiteSink`` writes when no path is given.
 DEFAULT_PATH = "batchlog.sqlite3"
 
-#: The column declarations, one per field of :data:`~batchlog.sinks.FIELDS`, in order.
+#: The column declarations, one per field of ``batchlog.sinks.FIELDS``, in order.
 COLUMNS: dict[str, str] = {
     "timestamp": "TEXT",
     "level": "TEXT",
@@ -168,7 +168,7 @@ class SQLiteSink:
         TypeError: ``path`` is not a path.
 
     A call raises ``sqlite3.Error`` when the database cannot be written, and
-    ``ValueError`` after :meth:`close`.
+    ``ValueError`` after ``close``.
 
     .. versionadded:: 0.1.0
     """
