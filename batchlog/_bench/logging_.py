@@ -1,0 +1,650 @@
+"""What ``logger.info(...)`` costs the caller through BatchingHandler, against stdlib handlers.
+
+Needs only the standard library and batchlog; structlog and opentelemetry-sdk are measured
+when importable (skipped otherwise).
+
+1. ``logger.info("user %s logged in", 42)`` through one handler each, single-threaded and with
+   4 threads that start together at a Barrier; aggregate wall time / records, best of the
+   repeats. Candidates: ``NullHandler`` (the floor), a ``Handler`` whose ``emit`` does
+   nothing, ``MemoryHandler(capacity=1000)`` in front of a counting target,
+   ``QueueHandler`` + ``QueueListener`` (a counting handler behind it), ``BatchingHandler``
+   under each overflow policy (capacity 1000, max_queue_size 100_000, flush_interval 0.05 s,
+   a sink that does nothing) and OpenTelemetry's ``LoggingHandler`` +
+   ``BatchLogRecordProcessor`` with an exporter that does nothing. After each repeat the
+   handler is closed and must account for every record: processed + dropped == logged.
+2. ``handler.handle(record)`` on one pre-made LogRecord: BatchingHandler, a do-nothing
+   Handler, and QueueHandler (whose queue a QueueListener drains).
+3. structlog: ``[add_log_level, BatchingProcessor(...)]`` against
+   ``[add_log_level, JSONRenderer()]`` printing to ``os.devnull``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import importlib
+import logging
+import logging.handlers
+import os
+import queue
+import time
+import warnings
+from typing import Any, Callable
+
+from ..handler import BatchingHandler
+from ._common import (
+    Check,
+    Column,
+    PlatformInfo,
+    Ratio,
+    check_lines,
+    format_table,
+    platform_info,
+    run_threads,
+)
+
+__all__ = [
+    "SUITE",
+    "HandleRow",
+    "LoggerRow",
+    "Report",
+    "Sizes",
+    "header_lines",
+    "result_lines",
+    "run",
+    "sizes",
+]
+
+SUITE = "logging"
+THREAD_COUNTS = (1, 4)
+CAPACITY = 1000
+MAX_QUEUE_SIZE = 100_000
+FLUSH_INTERVAL = 0.05
+POLICIES = ("block", "drop_newest", "drop_oldest")
+FLOOR = "NullHandler (floor)"
+#: The targets: handle() against a no-op Handler and QueueHandler; 4-thread logger.info
+#: against NullHandler; a structlog chain against JSONRenderer's.
+HANDLE_TARGET = 1.0
+QUEUE_HANDLE_TARGET = 5.0
+FOUR_THREADS_TARGET = 1.3
+STRUCTLOG_TARGET = 1.0
+
+Call = Callable[[], object]
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """Records per thread (and ``handle`` calls), and how many repeats the best is taken of."""
+
+    per_thread: int
+    repeats: int
+
+
+def sizes(*, quick: bool = False, records: int | None = None) -> Sizes:
+    """Return the full sizes, the ``--quick`` ones, or ``records`` per thread once."""
+    if records is not None:
+        return Sizes(records, 1)
+    return Sizes(20_000, 3) if quick else Sizes(100_000, 5)
+
+
+class _NoopHandler(logging.Handler):
+    """A handler whose ``emit`` does nothing."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        pass
+
+
+class _CountingHandler(logging.Handler):
+    """A handler that only counts (``handle`` holds its lock, so threads are safe)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:  # noqa: ARG002 -- only counts
+        self.count += 1
+
+
+def _nothing(_batch: list[Any]) -> None:
+    """A sink that does nothing (it always keeps up)."""
+
+
+class _Candidate:
+    """``setup()`` returns a fresh handler; ``finish(logged)`` closes it and counts losses."""
+
+    name = ""
+
+    def setup(self) -> logging.Handler:
+        raise NotImplementedError
+
+    def finish(self, logged: int) -> tuple[int, int] | None:  # noqa: ARG002 -- for overrides
+        """Close; return (dropped, lost), or None when the handler keeps nothing to check."""
+        return None
+
+
+class _PlainCandidate(_Candidate):
+    def __init__(self, name: str, factory: Callable[[], logging.Handler]) -> None:
+        self.name = name
+        self.factory = factory
+
+    def setup(self) -> logging.Handler:
+        return self.factory()
+
+
+class _MemoryCandidate(_Candidate):
+    name = "MemoryHandler(1000)"
+
+    def __init__(self) -> None:
+        self.target = _CountingHandler()
+        self.handler = logging.handlers.MemoryHandler(1000, target=self.target)
+
+    def setup(self) -> logging.Handler:
+        self.target = _CountingHandler()
+        self.handler = logging.handlers.MemoryHandler(1000, target=self.target)
+        return self.handler
+
+    def finish(self, logged: int) -> tuple[int, int]:
+        self.handler.close()  # flushes what is buffered
+        return 0, logged - self.target.count
+
+
+class _QueueCandidate(_Candidate):
+    name = "QueueHandler+QueueListener"
+
+    def __init__(self) -> None:
+        self.target = _CountingHandler()
+        self.listener: logging.handlers.QueueListener | None = None
+
+    def setup(self) -> logging.Handler:
+        self.target = _CountingHandler()
+        records: queue.Queue[logging.LogRecord] = queue.Queue()
+        self.listener = logging.handlers.QueueListener(records, self.target)
+        self.listener.start()
+        return logging.handlers.QueueHandler(records)
+
+    def finish(self, logged: int) -> tuple[int, int]:
+        if self.listener is not None:
+            self.listener.stop()  # processes everything queued, then ends its thread
+        return 0, logged - self.target.count
+
+
+class _BatchingCandidate(_Candidate):
+    def __init__(self, overflow: str) -> None:
+        self.name = f"BatchingHandler {overflow}"
+        self.overflow = overflow
+        self.handler: BatchingHandler | None = None
+
+    def setup(self) -> logging.Handler:
+        self.handler = BatchingHandler(
+            _nothing,
+            CAPACITY,
+            FLUSH_INTERVAL,
+            overflow=self.overflow,
+            max_queue_size=MAX_QUEUE_SIZE,
+            flush_timeout=60,
+        )
+        return self.handler
+
+    def finish(self, logged: int) -> tuple[int, int]:
+        if self.handler is None:
+            return 0, logged
+        self.handler.close()
+        metrics = self.handler.metrics
+        dropped = metrics.records_dropped + metrics.records_evicted
+        return dropped, logged - metrics.records_processed - dropped
+
+
+def _otel_sdk() -> dict[str, Any] | None:
+    """The OpenTelemetry SDK's logging classes, or None when the SDK is not importable."""
+    try:
+        logs: Any = importlib.import_module("opentelemetry.sdk._logs")
+        export: Any = importlib.import_module("opentelemetry.sdk._logs.export")
+    except ImportError:
+        return None
+    # LogRecordExporter in recent SDKs; LogExporter in older ones.
+    exporter = getattr(export, "LogRecordExporter", None) or getattr(export, "LogExporter", None)
+    if exporter is None:
+        return None
+    return {
+        "LoggerProvider": logs.LoggerProvider,
+        "LoggingHandler": logs.LoggingHandler,
+        "BatchLogRecordProcessor": export.BatchLogRecordProcessor,
+        "LogExportResult": export.LogExportResult,
+        "Exporter": exporter,
+    }
+
+
+class _OtelCandidate(_Candidate):
+    name = "OTel LoggingHandler+Batch"
+
+    def __init__(self, sdk: dict[str, Any]) -> None:
+        self.sdk = sdk
+        self.exported = 0
+        self.provider: Any = None
+
+    def setup(self) -> logging.Handler:
+        candidate = self
+        sdk = self.sdk
+        success = sdk["LogExportResult"].SUCCESS
+        exporter_class: Any = sdk["Exporter"]
+
+        class NoopExporter(exporter_class):  # type: ignore[misc]
+            def export(self, batch: Any) -> Any:
+                candidate.exported += len(batch)
+                return success
+
+            def shutdown(self) -> None:
+                pass
+
+            def force_flush(self, timeout_millis: int = 30_000) -> bool:  # noqa: ARG002
+                return True
+
+        self.exported = 0
+        self.provider = sdk["LoggerProvider"]()
+        self.provider.add_log_record_processor(
+            sdk["BatchLogRecordProcessor"](
+                NoopExporter(),
+                schedule_delay_millis=FLUSH_INTERVAL * 1000,
+                max_export_batch_size=CAPACITY,
+                max_queue_size=MAX_QUEUE_SIZE,
+            )
+        )
+        with warnings.catch_warnings():  # deprecated in favour of opentelemetry-instrumentation
+            warnings.simplefilter("ignore", DeprecationWarning)  # -logging; still the SDK's
+            handler: logging.Handler = sdk["LoggingHandler"](logger_provider=self.provider)
+        return handler
+
+    def finish(self, logged: int) -> tuple[int, int]:
+        self.provider.shutdown()  # exports what is queued
+        # BatchLogRecordProcessor drops silently when its queue is full: count it as lost.
+        return 0, logged - self.exported
+
+
+@dataclasses.dataclass
+class _Best:
+    us: float  # µs per record, best repeat
+    dropped: int | None = None
+    lost: int | None = None
+
+
+def _measure_logger(candidate: _Candidate, threads: int, per_thread: int, repeats: int) -> _Best:
+    logged = threads * per_thread
+    logger = logging.getLogger(f"bench.{candidate.name}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    best = _Best(float("inf"))
+    worst_lost = 0
+    for _ in range(repeats):
+        handler = candidate.setup()
+        logger.handlers = [handler]
+        info = logger.info
+
+        def work(count: int, info: Callable[..., None] = info) -> None:
+            for _ in range(count):
+                info("user %s logged in", 42)
+
+        gc.collect()
+        seconds = run_threads(work, threads, per_thread)
+        logger.handlers = []
+        outcome = candidate.finish(logged)
+        dropped, lost = outcome if outcome is not None else (None, None)
+        worst_lost = max(worst_lost, lost or 0)
+        if seconds * 1e6 / logged < best.us:
+            best = _Best(seconds * 1e6 / logged, dropped, lost)
+    if best.lost is not None:
+        best.lost = worst_lost  # a loss in any repeat counts
+    return best
+
+
+def _measure_handle(
+    make: Callable[[], tuple[logging.Handler, Call]],
+    record: logging.LogRecord,
+    calls: int,
+    repeats: int,
+) -> float:
+    """Best µs per ``handler.handle(record)``; ``make()`` gives (handler, close)."""
+    best = float("inf")
+    for _ in range(repeats):
+        handler, close = make()
+        handle = handler.handle
+        gc.collect()
+        started = time.perf_counter()
+        for _ in range(calls):
+            handle(record)
+        best = min(best, (time.perf_counter() - started) * 1e6 / calls)
+        close()
+    return best
+
+
+def _batching_for_handle() -> tuple[logging.Handler, Call]:
+    handler = BatchingHandler(
+        _nothing, CAPACITY, FLUSH_INTERVAL, max_queue_size=MAX_QUEUE_SIZE, flush_timeout=60
+    )
+    return handler, handler.close
+
+
+def _noop_for_handle() -> tuple[logging.Handler, Call]:
+    handler = _NoopHandler()
+    return handler, handler.close
+
+
+def _queue_for_handle() -> tuple[logging.Handler, Call]:
+    records: queue.Queue[logging.LogRecord] = queue.Queue()
+    listener = logging.handlers.QueueListener(records, _NoopHandler())  # drains the queue
+    listener.start()
+    return logging.handlers.QueueHandler(records), listener.stop
+
+
+_HANDLE_CANDIDATES = {
+    "BatchingHandler.handle": _batching_for_handle,
+    "Handler(no-op).handle": _noop_for_handle,
+    "QueueHandler.handle": _queue_for_handle,
+}
+
+
+def _measure_structlog(
+    structlog: Any, threads: int, per_thread: int, repeats: int, *, batching: bool
+) -> _Best:
+    from ..processor import BatchingProcessor
+
+    best = _Best(float("inf"))
+    logged = threads * per_thread
+    for _ in range(repeats):
+        with open(os.devnull, "w", encoding="utf-8") as devnull:
+            processor = None
+            if batching:
+                processor = BatchingProcessor(
+                    _nothing, CAPACITY, FLUSH_INTERVAL, max_queue_size=MAX_QUEUE_SIZE
+                )
+                last: Any = processor
+            else:
+                last = structlog.processors.JSONRenderer()
+            log = structlog.wrap_logger(
+                structlog.PrintLogger(file=devnull),
+                processors=[structlog.processors.add_log_level, last],
+                wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+                cache_logger_on_first_use=True,
+            )
+
+            def work(count: int, info: Callable[..., Any] = log.info) -> None:
+                for _ in range(count):
+                    info("user logged in", user=42)
+
+            gc.collect()
+            seconds = run_threads(work, threads, per_thread)
+            dropped = lost = None
+            if processor is not None:
+                processor.close(60)
+                metrics = processor.metrics
+                dropped = metrics.records_dropped + metrics.records_evicted
+                lost = logged - metrics.records_processed - dropped
+        if seconds * 1e6 / logged < best.us:
+            best = _Best(seconds * 1e6 / logged, dropped, lost)
+    return best
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggerRow:
+    """``logger.info`` through one handler (or a structlog chain) at one thread count.
+
+    ``dropped`` and ``lost`` are None where the handler keeps nothing to check.
+    """
+
+    name: str
+    threads: int
+    us_per_record: float
+    over_floor: float  # µs more than NullHandler; 0 for structlog rows
+    times_floor: float  # 1 for structlog rows
+    dropped: int | None
+    lost: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class HandleRow:
+    """``handler.handle(record)`` on one pre-made record, one thread."""
+
+    name: str
+    us_per_call: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """Everything one run measured, and the targets it was held to."""
+
+    platform: PlatformInfo
+    sizes: Sizes
+    rows: list[LoggerRow]
+    handle_rows: list[HandleRow]
+    structlog_rows: list[LoggerRow]  # empty when structlog is not importable
+    checks: list[Check]
+    ratios: list[Ratio]
+    otel_measured: bool
+    notes: list[str] = dataclasses.field(default_factory=list)
+    lost: list[str] = dataclasses.field(default_factory=list)
+
+
+def run(chosen: Sizes) -> Report:
+    """Measure every candidate and check the targets."""
+    per_thread, repeats = chosen.per_thread, chosen.repeats
+    notes: list[str] = []
+    candidates: list[_Candidate] = [
+        _PlainCandidate(FLOOR, logging.NullHandler),
+        _PlainCandidate("Handler (emit does nothing)", _NoopHandler),
+        _MemoryCandidate(),
+        _QueueCandidate(),
+        *(_BatchingCandidate(policy) for policy in POLICIES),
+    ]
+    sdk = _otel_sdk()
+    if sdk is not None:
+        candidates.append(_OtelCandidate(sdk))
+    else:
+        notes.append("opentelemetry-sdk is not importable; its LoggingHandler is skipped")
+
+    results = {
+        (candidate.name, threads): _measure_logger(candidate, threads, per_thread, repeats)
+        for threads in THREAD_COUNTS
+        for candidate in candidates
+    }
+    rows = [
+        LoggerRow(
+            name,
+            threads,
+            best.us,
+            best.us - results[FLOOR, threads].us,
+            best.us / results[FLOOR, threads].us,
+            best.dropped,
+            best.lost,
+        )
+        for (name, threads), best in results.items()
+    ]
+
+    record = logging.getLogger("bench.handle").makeRecord(
+        "bench.handle", logging.INFO, __file__, 1, "user %s logged in", (42,), None
+    )
+    handle_us = {
+        name: _measure_handle(make, record, per_thread, repeats)
+        for name, make in _HANDLE_CANDIDATES.items()
+    }
+
+    structlog_results: dict[tuple[str, int], _Best] = {}
+    try:
+        structlog: Any = importlib.import_module("structlog")
+    except ImportError:
+        notes.append("structlog is not importable; its chains are skipped")
+    else:
+        for threads in THREAD_COUNTS:
+            for label, batching in (("BatchingProcessor", True), ("JSONRenderer", False)):
+                structlog_results[label, threads] = _measure_structlog(
+                    structlog, threads, per_thread, repeats, batching=batching
+                )
+
+    checks, ratios = _targets(results, handle_us, structlog_results)
+    lost = sorted(
+        {
+            name
+            for (name, _), result in [*results.items(), *structlog_results.items()]
+            if result.lost and not name.startswith("OTel")  # OTel drops silently when full
+        }
+    )
+    checks.append(Check(f"no records lost, OTel aside ({', '.join(lost) or 'none'})", not lost))
+    return Report(
+        platform=platform_info(),
+        sizes=chosen,
+        rows=rows,
+        handle_rows=[HandleRow(name, us) for name, us in handle_us.items()],
+        structlog_rows=[
+            LoggerRow(label, threads, best.us, 0.0, 1.0, best.dropped, best.lost)
+            for (label, threads), best in structlog_results.items()
+        ],
+        checks=checks,
+        ratios=ratios,
+        otel_measured=sdk is not None,
+        notes=notes,
+        lost=[f"{name}: records lost" for name in lost],
+    )
+
+
+def _targets(
+    results: dict[tuple[str, int], _Best],
+    handle_us: dict[str, float],
+    structlog_results: dict[tuple[str, int], _Best],
+) -> tuple[list[Check], list[Ratio]]:
+    batching_handle = handle_us["BatchingHandler.handle"]
+    noop_handle = handle_us["Handler(no-op).handle"]
+    queue_handle = handle_us["QueueHandler.handle"]
+    four = results["BatchingHandler block", 4].us / results[FLOOR, 4].us
+    checks = [
+        Check(
+            f"BatchingHandler.handle <= no-op Handler.handle "
+            f"({batching_handle:.3f} vs {noop_handle:.3f} us)",
+            batching_handle <= noop_handle,
+        ),
+        Check(
+            f"BatchingHandler.handle <= 1/5 QueueHandler.handle "
+            f"({queue_handle / batching_handle:.1f}x faster)",
+            batching_handle * QUEUE_HANDLE_TARGET <= queue_handle,
+        ),
+        Check(
+            f"logger.info via BatchingHandler (block), 4 threads <= 1.3x NullHandler ({four:.2f}x)",
+            four <= FOUR_THREADS_TARGET,
+        ),
+    ]
+    ratios = [
+        Ratio(
+            SUITE,
+            "handle(): Batching / no-op Handler",
+            batching_handle / noop_handle,
+            HANDLE_TARGET,
+            at_most=True,
+        ),
+        Ratio(
+            SUITE,
+            "handle(): QueueHandler / Batching",
+            queue_handle / batching_handle,
+            QUEUE_HANDLE_TARGET,
+        ),
+        Ratio(
+            SUITE,
+            "info(), 4 threads: Batching / Null",
+            four,
+            FOUR_THREADS_TARGET,
+            at_most=True,
+        ),
+    ]
+    if structlog_results:
+        for threads in THREAD_COUNTS:
+            ours = structlog_results["BatchingProcessor", threads].us
+            theirs = structlog_results["JSONRenderer", threads].us
+            checks.append(
+                Check(
+                    f"structlog BatchingProcessor chain <= JSONRenderer chain, {threads} thread(s)"
+                    f" ({ours:.3f} vs {theirs:.3f} us)",
+                    ours <= theirs,
+                )
+            )
+            ratios.append(
+                Ratio(
+                    SUITE,
+                    f"structlog {threads} thread{'s' if threads > 1 else ''}: ours / JSON",
+                    ours / theirs,
+                    STRUCTLOG_TARGET,
+                    at_most=True,
+                )
+            )
+    return checks, ratios
+
+
+def _shown(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def header_lines(info: PlatformInfo, chosen: Sizes) -> list[str]:
+    """The lines printed before measuring: platform and sizes, then a blank line."""
+    return [
+        f"python    {info.implementation} {info.python_version}",
+        f"platform  {info.platform}  cpus={info.cpus}  gil={'on' if info.gil_enabled else 'off'}",
+        f"records   {chosen.per_thread} per thread, best of {chosen.repeats}",
+        "",
+    ]
+
+
+def result_lines(report: Report) -> list[str]:
+    """The three tables (each followed by a blank line), then the PASS/FAIL lines."""
+    lines: list[str] = []
+    if not report.otel_measured:
+        lines.append("note: opentelemetry-sdk is not importable; its LoggingHandler is skipped")
+    lines += format_table(
+        [
+            Column("logger.info through", 28, "<"),
+            Column("thr", 3),
+            Column("us/rec", 7),
+            Column("+floor", 7),
+            Column("x floor", 7),
+            Column("dropped", 7),
+            Column("lost", 5),
+        ],
+        [
+            [
+                row.name,
+                str(row.threads),
+                f"{row.us_per_record:.3f}",
+                f"{row.over_floor:+.3f}",
+                f"{row.times_floor:.2f}",
+                _shown(row.dropped),
+                _shown(row.lost),
+            ]
+            for row in report.rows
+        ],
+    )
+    lines.append("")
+    lines += format_table(
+        [Column("handle(record), 1 thread", 28, "<"), Column("us/call", 7)],
+        [[row.name, f"{row.us_per_call:.3f}"] for row in report.handle_rows],
+        rule=False,
+    )
+    lines.append("")
+    if not report.structlog_rows:
+        lines.append("note: structlog is not importable; its chains are skipped")
+    else:
+        lines += format_table(
+            [
+                Column("structlog add_log_level +", 28, "<"),
+                Column("thr", 3),
+                Column("us/rec", 7),
+                Column("dropped", 7),
+                Column("lost", 5),
+            ],
+            [
+                [
+                    row.name,
+                    str(row.threads),
+                    f"{row.us_per_record:.3f}",
+                    _shown(row.dropped),
+                    _shown(row.lost),
+                ]
+                for row in report.structlog_rows
+            ],
+            rule=False,
+        )
+        lines.append("")
+    return [*lines, *check_lines(report.checks)]
