@@ -1,0 +1,291 @@
+"""``python -m batchlog demo`` and ``bench``: what they print, store, and how they refuse."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from batchlog._bench import logging_, sinks, writer
+from batchlog._demo import HTTPTarget, JsonLinesTarget, SQLiteTarget, parse_target
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RECORDS = 3_000
+# Environment variables that would make rich colour or animate output sent to a pipe.
+_RICH_FORCING = {"FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"}
+
+
+def run_python(*args, cwd, timeout=120):
+    """Run ``python ARGS`` in ``cwd`` with this checkout importable and wide, plain output."""
+    env = {key: value for key, value in os.environ.items() if key not in _RICH_FORCING}
+    env.update(PYTHONPATH=str(REPO_ROOT), COLUMNS="200", NO_COLOR="1")
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_batchlog(*args, cwd):
+    """Run ``python -m batchlog ARGS`` in ``cwd``."""
+    return run_python("-m", "batchlog", *args, cwd=cwd)
+
+
+def sqlite_rows(path):
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        return connection.execute("SELECT count(*) FROM logs").fetchone()[0]
+
+
+def assert_ran_cleanly(result):
+    assert (result.returncode, result.stderr) == (0, ""), result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@pytest.mark.subprocess
+def test_demo_stores_every_record_in_the_default_sqlite_file(tmp_path):
+    """With no --sink the demo writes ./batchlog-demo.sqlite3 and says nothing was lost."""
+    result = run_batchlog("demo", "--records", RECORDS, "--threads", 3, cwd=tmp_path)
+    assert_ran_cleanly(result)
+    assert f"Logging {RECORDS:,} records from 3 threads" in result.stdout
+    assert f"Nothing lost: {RECORDS:,} delivered + 0 dropped" in result.stdout
+    assert f"{RECORDS:,} rows added to batchlog-demo.sqlite3" in result.stdout
+    assert 'sqlite3 batchlog-demo.sqlite3 "SELECT level, count(*)' in result.stdout or (
+        "python -c" in result.stdout
+    )
+    assert sqlite_rows(tmp_path / "batchlog-demo.sqlite3") == RECORDS
+
+
+@pytest.mark.subprocess
+def test_demo_counts_only_its_own_rows_when_the_file_has_some(tmp_path):
+    """A second run into the same file reports the rows it added, and the file holds both."""
+    for _ in range(2):
+        result = run_batchlog(
+            "demo", "--records", RECORDS, "--sink", "sqlite:db.sqlite3", cwd=tmp_path
+        )
+        assert_ran_cleanly(result)
+        assert f"{RECORDS:,} rows added to db.sqlite3" in result.stdout
+    assert sqlite_rows(tmp_path / "db.sqlite3") == 2 * RECORDS
+
+
+@pytest.mark.subprocess
+def test_demo_writes_one_json_line_per_record(tmp_path):
+    """``--sink jsonl:PATH`` appends one whole JSON line per record and says how to look."""
+    (tmp_path / "out").mkdir()
+    result = run_batchlog(
+        "demo", "--records", RECORDS, "--threads", 4, "--sink", "jsonl:out/demo.jsonl", cwd=tmp_path
+    )
+    assert_ran_cleanly(result)
+    assert "Nothing lost" in result.stdout
+    assert f"{RECORDS:,} lines appended to {os.path.join('out', 'demo.jsonl')}" in result.stdout
+    lines = (tmp_path / "out" / "demo.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == RECORDS
+    assert {json.loads(line)["logger"] for line in lines} == {"batchlog.demo"}
+
+
+@pytest.mark.subprocess
+def test_demo_posts_to_a_local_collector(tmp_path):
+    """``--sink http`` starts a local collector, which counts every record delivered."""
+    pytest.importorskip("httpx")
+    pytest.importorskip("tenacity")
+    result = run_batchlog("demo", "--records", RECORDS, "--sink", "http", cwd=tmp_path)
+    assert_ran_cleanly(result)
+    assert "a local HTTP collector at http://127.0.0.1:" in result.stdout
+    assert f"{RECORDS:,} records counted by the local collector" in result.stdout
+    assert "Nothing lost" in result.stdout
+    assert list(tmp_path.iterdir()) == []  # nothing stored locally
+
+
+@pytest.mark.subprocess
+def test_demo_counts_what_a_small_queue_drops(tmp_path):
+    """With drop_newest and a small queue, delivered + dropped still add up to every record."""
+    result = run_batchlog(
+        "demo",
+        "--records",
+        20_000,
+        "--threads",
+        4,
+        "--capacity",
+        100,
+        "--max-queue-size",
+        100,
+        "--overflow",
+        "drop_newest",
+        "--sink",
+        "jsonl:drops.jsonl",
+        cwd=tmp_path,
+    )
+    assert_ran_cleanly(result)
+    assert "Nothing lost" in result.stdout
+    assert "of 20,000 logged" in result.stdout
+    delivered = len((tmp_path / "drops.jsonl").read_text(encoding="utf-8").splitlines())
+    assert f"{delivered:,} delivered + " in result.stdout
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("command", ["demo", "bench"])
+def test_help_explains_the_command_with_examples(command, tmp_path):
+    """``COMMAND --help`` exits 0 with a description and an epilog of examples."""
+    result = run_batchlog(command, "--help", cwd=tmp_path)
+    assert_ran_cleanly(result)
+    assert "examples:" in result.stdout
+    assert f"python -m batchlog {command}" in result.stdout
+    assert "exit status:" in result.stdout
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["demo", "--records", "-5"],
+        ["demo", "--records", "0"],
+        ["demo", "--records", "many"],
+        ["demo", "--threads", "0"],
+        ["demo", "--threads", "100000"],
+        ["demo", "--capacity", "-1"],
+        ["demo", "--interval", "0"],
+        ["demo", "--interval", "nan"],
+        ["demo", "--overflow", "sometimes"],
+        ["demo", "--capacity", "500", "--max-queue-size", "10"],
+        ["demo", "--sink", "postgres"],
+        ["demo", "--sink", "sqlite:"],
+        ["demo", "--sink", "sqlite:no-such-dir/demo.sqlite3"],
+        ["demo", "--sink", "jsonl:."],
+        ["demo", "--sink", "http:ftp://example.com"],
+        ["demo", "--sink", "http:http://127.0.0.1:1/ingest"],
+        ["bench", "--plot", "chart.txt"],
+        ["bench", "--plot", "no-such-dir/chart.png"],
+        ["bench", "--records", "-1"],
+    ],
+    ids=" ".join,
+)
+def test_bad_usage_is_one_line_and_exit_2(args, tmp_path):
+    """Bad options exit 2 with one line on stderr naming the problem, never a traceback."""
+    result = run_batchlog(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"python -m batchlog {args[0]}: error: ")
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing created
+
+
+@pytest.mark.subprocess
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
+    """``--sink sqlite:PATH`` naming a file that is not a database is bad usage, not a crash."""
+    (tmp_path / "notes.txt").write_text("not a database\n", encoding="utf-8")
+    result = run_batchlog("demo", "--sink", "sqlite:notes.txt", cwd=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert "not a usable SQLite database" in result.stderr
+
+
+HIDE_MODULE = """\
+import sys
+sys.modules[{module!r}] = None  # import {module} now fails, as if it were not installed
+sys.argv[0] = "python -m batchlog"
+from batchlog.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(
+    ("module", "args", "extra"),
+    [
+        ("rich", ["demo"], "cli"),
+        ("rich", ["bench"], "cli"),
+        ("matplotlib", ["bench", "--plot", "chart.png"], "plot"),
+    ],
+    ids=["demo-without-rich", "bench-without-rich", "plot-without-matplotlib"],
+)
+def test_a_missing_extra_is_named_in_one_line(module, args, extra, tmp_path):
+    """Without rich (or matplotlib for --plot) the command says which extra to install; exit 2."""
+    result = run_python("-c", HIDE_MODULE.format(module=module), *args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert f"pip install 'batchlog[{extra}]'" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- demo pieces
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind", "where"),
+    [
+        ("sqlite", SQLiteTarget, "batchlog-demo.sqlite3"),
+        ("sqlite:logs/x.db", SQLiteTarget, "logs/x.db"),
+        ("jsonl", JsonLinesTarget, "batchlog-demo.jsonl"),
+        ("jsonl:x.jsonl", JsonLinesTarget, "x.jsonl"),
+        ("http", HTTPTarget, None),
+        ("http:http://127.0.0.1:8080/ingest", HTTPTarget, "http://127.0.0.1:8080/ingest"),
+        ("https://logs.example.com/v1", HTTPTarget, "https://logs.example.com/v1"),
+    ],
+)
+def test_sink_specs_name_their_targets(spec, kind, where):
+    """Each ``--sink`` form gives its kind of target, with the default file or the URL."""
+    target = parse_target(spec)
+    assert type(target) is kind
+    assert getattr(target, "path", getattr(target, "url", None)) == where
+
+
+# --------------------------------------------------------------------------- bench
+
+
+@pytest.mark.subprocess
+def test_bench_prints_every_suites_ratios(tmp_path):
+    """``bench`` (here with a tiny hidden size) prints one table of ratios from all three suites."""
+    result = run_batchlog("bench", "--records", 200, cwd=tmp_path)
+    assert_ran_cleanly(result)
+    for name in ("Queue.put / add, 4 threads", "handle(): QueueHandler / Batching", "SQLite:"):
+        assert name in result.stdout
+    assert "targets met on this machine" in result.stdout
+    assert "Nothing lost" in result.stdout
+
+
+@pytest.mark.subprocess
+def test_bench_plot_saves_a_png(tmp_path):
+    """``bench --plot FILE.png`` draws the chart into FILE.png."""
+    pytest.importorskip("matplotlib")
+    result = run_batchlog("bench", "--records", 200, "--plot", "chart.png", cwd=tmp_path)
+    assert_ran_cleanly(result)
+    assert "Chart saved to chart.png" in result.stdout
+    assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@pytest.mark.parametrize("suite", [writer, logging_, sinks], ids=lambda suite: suite.SUITE)
+def test_each_suite_reports_tables_checks_and_ratios(suite):
+    """A tiny run of each suite gives the report the scripts print: header, table, verdicts."""
+    sizes = suite.sizes(records=100)
+    report = suite.run(sizes)
+    assert report.lost == []
+    assert report.ratios
+    assert all(ratio.suite == suite.SUITE for ratio in report.ratios)
+    header = suite.header_lines(report.platform, sizes)
+    assert header[0].startswith("python    ")
+    assert header[-1] == ""
+    lines = suite.result_lines(report)
+    assert set(lines[lines.index("") - 1]) != {"-"}  # a table, then a blank line
+    verdicts = [line for line in lines if line[:6] in {"PASS  ", "FAIL  ", "LOST  "}]
+    assert verdicts
+    assert verdicts == lines[-len(verdicts) :]
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("script", ["bench_writer.py", "bench_sinks.py"])
+def test_benchmark_scripts_still_print_their_report(script, tmp_path):
+    """``benchmarks/SCRIPT --quick`` runs the moved code and ends with its verdict lines."""
+    result = run_python(REPO_ROOT / "benchmarks" / script, "--quick", cwd=tmp_path)
+    assert_ran_cleanly(result)
+    assert result.stdout.splitlines()[-1][:6] in {"PASS  ", "FAIL  "}
