@@ -247,15 +247,21 @@ class BatchingHandler(logging.Handler):
             if type(msg) is not str or record.exc_info:
                 record = self._freeze(record)
             elif args:
-                if type(args) is tuple:
+                # Immutable arguments need no copy, but the merge must still work now.
+                if type(args) is not tuple:  # a mapping of arguments may be mutated later
+                    record = self._freeze(record)
+                elif len(args) == 1:  # the common case, without a loop
+                    if type(args[0]) in _STABLE_ARG_TYPES:
+                        msg % args  # a bad format raises here, as it would in the stdlib
+                    else:
+                        record = self._freeze(record)
+                else:
                     for arg in args:
                         if type(arg) not in _STABLE_ARG_TYPES:
                             record = self._freeze(record)
                             break
                     else:
                         msg % args
-                else:  # a mapping of arguments may be mutated later
-                    record = self._freeze(record)
             offered = True
             try:
                 writer._pop_slot()
