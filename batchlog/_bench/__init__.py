@@ -20,6 +20,8 @@ Private: the figures are for ``docs/performance.md``, not an API.
 
 from __future__ import annotations
 
+import argparse
+import sys
 from types import ModuleType
 
 from . import logging_, sinks, writer
@@ -32,7 +34,27 @@ __all__ = [
     "PlatformInfo",
     "Ratio",
     "platform_info",
+    "run_script",
 ]
 
 #: The benchmark modules, in the order ``python -m batchlog bench`` runs them.
 SUITES: tuple[ModuleType, ...] = (writer, logging_, sinks)
+
+
+def run_script(suite: ModuleType, argv: list[str] | None = None) -> int:
+    """Be ``benchmarks/bench_<suite>.py``: parse ``--quick``, print the header and report.
+
+    Returns 0; a ``BenchmarkError`` (a record lost) ends the process with its message.
+    """
+    summary = (suite.__doc__ or "").strip().splitlines()[0]
+    parser = argparse.ArgumentParser(description=summary)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args(argv)
+    chosen = suite.sizes(quick=args.quick)
+    print("\n".join(suite.header_lines(platform_info(), chosen)))  # noqa: T201 -- a script
+    try:
+        report = suite.run(chosen)
+    except BenchmarkError as exc:
+        sys.exit(str(exc))
+    print("\n".join(suite.result_lines(report)))  # noqa: T201 -- a script
+    return 0
