@@ -33,13 +33,14 @@ import os
 import sqlite3
 import tempfile
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from .._collector import LocalCollector
 from ..handler import BatchingHandler
 from ..sinks._encode import FIELDS, encode_record, to_json
 from ..sinks.jsonl import JsonLinesSink
 from ..sinks.sqlite import SQLiteSink, create_table_sql
+from ..sinks.sqlite import _row as sqlite_row  # the baseline stores exactly the same values
 from ._common import Column, PlatformInfo, Ratio, format_table, platform_info
 
 __all__ = [
@@ -84,13 +85,6 @@ def _http_available() -> bool:
 # --------------------------------------------------------------------------- baselines
 
 
-def _row(record: logging.LogRecord) -> tuple[Any, ...]:
-    """The column values SQLiteSink stores for ``record``, in the order of FIELDS."""
-    encoded = encode_record(record)
-    *fields, extra = (encoded[name] for name in FIELDS)
-    return (*fields, to_json(extra))
-
-
 class _SQLitePerRecordHandler(logging.Handler):
     """Inserts each record into SQLiteSink's schema and commits it.
 
@@ -114,7 +108,7 @@ class _SQLitePerRecordHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.connection.execute(self.insert, _row(record))
+            self.connection.execute(self.insert, sqlite_row(record))
             self.connection.commit()
         except Exception:  # noqa: BLE001 -- a Handler reports its failures through handleError
             self.handleError(record)
