@@ -57,7 +57,10 @@ def hung_sink(batch):
 
 def slow_logging_sink(batch):
     logging.getLogger("other").warning("old sink got %d records", len(batch))
-    time.sleep(0.5)  # a slow sink (a network round trip, say): still busy as the script ends
+    # Surely still busy when exit begins: the main thread counts as ended then. And slow
+    # after that (a network round trip, say), so only a wait at exit lets it finish.
+    threading.main_thread().join(30)
+    time.sleep(0.5)  # the sink's own slowness; the test waits on no thread with it
     _append("old", batch)
 """
 

@@ -7,7 +7,6 @@ time and checks each one. After close() every record is accounted for.
 from __future__ import annotations
 
 import threading
-import time
 from collections import defaultdict
 from typing import Callable
 
@@ -26,26 +25,53 @@ WAIT = 60.0  # real seconds; generous so a busy machine passes and a hang still 
 Record = tuple[int, int]  # (producer, sequence number)
 
 
+class QueueFullGate:
+    """Holds a slow batch until the watcher has seen the queue full, or the producers ended.
+
+    So a slow batch really makes the producers meet a full queue (blocking or refused),
+    without the test sleeping for some guessed time.
+    """
+
+    def __init__(self) -> None:
+        self._full = threading.Event()
+        self._ended = threading.Event()
+
+    def saw(self, metrics: Metrics) -> None:
+        if metrics.records_in_buffer >= MAX_QUEUE_SIZE:
+            self._full.set()
+
+    def end(self) -> None:
+        self._ended.set()
+        self._full.set()
+
+    def wait(self) -> None:
+        self._full.wait(WAIT)
+        if not self._ended.is_set():
+            self._full.clear()
+
+
 class SometimesSlowSink:
-    """Keeps every batch; every 50th batch takes a millisecond, as a real sink sometimes does."""
+    """Keeps every batch; every 50th batch is slow: it holds until the queue has filled."""
 
     def __init__(self, first_batch_waits_for: threading.Event | None = None) -> None:
         self.batches: list[list[Record]] = []
         self._first_batch_waits_for = first_batch_waits_for
+        self.gate = QueueFullGate()
 
     def __call__(self, batch: list[Record]) -> None:
         if not self.batches and self._first_batch_waits_for is not None:
             self._first_batch_waits_for.wait(WAIT)
         self.batches.append(batch)
         if len(self.batches) % 50 == 0:
-            time.sleep(0.001)  # the sink is slow; nothing waits on another thread here
+            self.gate.wait()
 
 
 class MetricsWatcher:
     """Takes snapshots until stopped; checks the invariant and that counters never go back."""
 
-    def __init__(self, writer: BatchWriter[Record]) -> None:
+    def __init__(self, writer: BatchWriter[Record], gate: QueueFullGate | None = None) -> None:
         self.writer = writer
+        self.gate = gate
         self.stop = threading.Event()
         self.evictions_seen = threading.Event()
         self.snapshots = 0
@@ -53,6 +79,13 @@ class MetricsWatcher:
         self.thread = threading.Thread(target=self._run, name="metrics-watcher")
 
     def _run(self) -> None:
+        try:
+            self._watch()
+        finally:
+            if self.gate is not None:
+                self.gate.end()  # no slow batch waits once the watching is over
+
+    def _watch(self) -> None:
         previous = self.writer.metrics
         while not self.stop.is_set():
             current = self.writer.metrics
@@ -60,6 +93,8 @@ class MetricsWatcher:
             self._check(previous, current)
             if current.records_evicted:
                 self.evictions_seen.set()
+            if self.gate is not None:
+                self.gate.saw(current)
             previous = current
             if len(self.problems) > 10:
                 return
@@ -159,7 +194,7 @@ def test_every_record_from_many_threads_is_delivered_once_in_order() -> None:
     writer: BatchWriter[Record] = BatchWriter(
         CAPACITY, 0.01, sink, max_queue_size=MAX_QUEUE_SIZE, name="stress"
     )
-    watcher = MetricsWatcher(writer)
+    watcher = MetricsWatcher(writer, sink.gate)
     producers: list[Producer] = [add_blocking] * 4 + [try_add_until_accepted] * 4
     try:
         accepted, refused = run_producers(writer, producers, watcher)
@@ -207,7 +242,7 @@ def test_evicting_producers_lose_only_evicted_records_and_keep_order() -> None:
     writer: BatchWriter[Record] = BatchWriter(
         CAPACITY, 0.01, sink, max_queue_size=MAX_QUEUE_SIZE, name="stress-evict"
     )
-    watcher = MetricsWatcher(writer)
+    watcher = MetricsWatcher(writer, sink.gate)
     watcher.evictions_seen = evictions_seen
     producers: list[Producer] = [add_blocking] * 2 + [try_add_evicting] * 6
     try:
