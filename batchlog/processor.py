@@ -107,7 +107,7 @@ class BatchingProcessor:
     ) -> EventDict:
         """Take a shallow copy of ``event_dict``; raise ``DropEvent`` unless passing through."""
         writer = self.writer
-        if writer._on_sink_thread():  # the sink is logging: a feedback loop
+        if writer._sink_running and writer._on_sink_thread():  # the sink logs: a loop
             writer._count_drop()
         else:
             with contextlib.suppress(*REFUSED):  # full or closed: counted as dropped
