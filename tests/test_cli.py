@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from batchlog._bench import logging_, sinks, writer
-from batchlog._demo import HTTPTarget, JsonLinesTarget, SQLiteTarget, parse_target
+from batchlog.cli.bench import logging_, sinks, writer
+from batchlog.cli.demo import HTTPTarget, JsonLinesTarget, SQLiteTarget, parse_target
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECORDS = 3_000

@@ -31,7 +31,7 @@ import time
 import warnings
 from typing import Any, Callable
 
-from ..handler import BatchingHandler
+from ...handler import BatchingHandler
 from ._common import (
     Check,
     Column,
@@ -345,7 +345,7 @@ _HANDLE_CANDIDATES = {
 def _measure_structlog(
     structlog: Any, threads: int, per_thread: int, repeats: int, *, batching: bool
 ) -> _Best:
-    from ..processor import BatchingProcessor
+    from ...processor import BatchingProcessor
 
     best = _Best(float("inf"))
     logged = threads * per_thread

@@ -18,7 +18,7 @@
 
 ``bench``
     ``python -m batchlog bench [--quick] [--plot FILE.png]`` runs the benchmarks of
-    ``batchlog._bench`` (also run by the scripts in ``benchmarks/``) and prints their key
+    ``batchlog.cli.bench`` (also run by the scripts in ``benchmarks/``) and prints their key
     ratios against the targets in one table; ``--plot`` also draws them (matplotlib,
     ``pip install 'batchlog[plot]'``).
 
@@ -115,7 +115,7 @@ def resolve_sink_spec(spec: str) -> Callable[[list[Any]], object]:
 
     .. versionadded:: 0.1.0
     """
-    from ._sinkspec import import_string
+    from .._sinkspec import import_string
 
     scheme, colon, rest = spec.partition(":")
     if colon and scheme in {"sqlite", "jsonl"}:
@@ -125,10 +125,10 @@ def resolve_sink_spec(spec: str) -> Callable[[list[Any]], object]:
             msg = f"{scheme}: needs a file path, as in {scheme}:{example}"
             raise ValueError(msg)
         if scheme == "sqlite":
-            from .sinks.sqlite import SQLiteSink
+            from ..sinks.sqlite import SQLiteSink
 
             return SQLiteSink(path)
-        from .sinks.jsonl import JsonLinesSink
+        from ..sinks.jsonl import JsonLinesSink
 
         return JsonLinesSink(path, fsync=True)
     if not spec.strip():
@@ -176,7 +176,7 @@ def _add_replay(subcommands: Any) -> None:
 
 
 def _run_replay(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
-    from .sinks.fallback import replay
+    from ..sinks.fallback import replay
 
     if not os.path.isfile(args.file):
         parser.error(f"FILE {args.file!r} is not a file")
@@ -232,7 +232,7 @@ exit status: 0 every record accounted for; 1 records lost or the sink failed; 2 
 
 
 def _add_demo(subcommands: Any) -> None:
-    from .overflow import OverflowPolicy
+    from ..overflow import OverflowPolicy
 
     parser = subcommands.add_parser(
         "demo",
@@ -300,7 +300,7 @@ def _run_demo(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> i
         parser.error(
             f"--max-queue-size {args.max_queue_size} must be at least --capacity {args.capacity}"
         )
-    from ._demo import DemoSettings, parse_target
+    from .demo import DemoSettings, parse_target
 
     try:
         target = parse_target(args.sink)
@@ -309,7 +309,7 @@ def _run_demo(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> i
     _require("rich", "cli", parser)
     from rich.console import Console
 
-    from ._demo import run_demo
+    from .demo import run_demo
 
     try:
         target.prepare()
@@ -389,7 +389,7 @@ def _run_bench(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> 
         _require("matplotlib", "plot", parser)
     from rich.console import Console
 
-    from ._bench import BenchmarkError, platform_info
+    from .bench import BenchmarkError, platform_info
 
     console = Console(highlight=False)
     info = platform_info()
@@ -409,7 +409,7 @@ def _run_bench(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> 
     if not lost:
         console.print("[green]Nothing lost[/]: every run accounted for every record.")
     if args.plot is not None:
-        from ._bench.chart import plot_ratios
+        from .bench.chart import plot_ratios
 
         kind = "quick run" if args.quick or args.records else "full run"
         try:
@@ -427,7 +427,7 @@ def _run_suites(console: Any, *, quick: bool, records: int | None) -> list[tuple
     Raises:
         BenchmarkError: A suite could not measure honestly (records lost, a hung close).
     """
-    from ._bench import SUITES, BenchmarkError
+    from .bench import SUITES, BenchmarkError
 
     reports = []
     for suite in SUITES:

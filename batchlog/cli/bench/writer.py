@@ -21,7 +21,7 @@ import queue
 import threading
 from typing import Callable
 
-from ..writer import BatchWriter
+from ...writer import BatchWriter
 from ._common import (
     BenchmarkError,
     Check,

@@ -27,13 +27,13 @@ import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable
 
-from .handler import BatchingHandler
-from .metrics import Metrics
+from ..handler import BatchingHandler
+from ..metrics import Metrics
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ._collector import LocalCollector
+    from .collector import LocalCollector
 
 __all__ = [
     "DEFAULT_JSONL_PATH",
@@ -196,7 +196,7 @@ class SQLiteTarget(Target):
             self._last_id_before = int(rows[0][0])
 
     def make_sink(self) -> Callable[[list[Any]], object]:
-        from .sinks.sqlite import SQLiteSink
+        from ..sinks.sqlite import SQLiteSink
 
         return SQLiteSink(self.path)
 
@@ -258,7 +258,7 @@ class JsonLinesTarget(Target):
             self._size_before = os.path.getsize(self.path)
 
     def make_sink(self) -> Callable[[list[Any]], object]:
-        from .sinks.jsonl import JsonLinesSink
+        from ..sinks.jsonl import JsonLinesSink
 
         return JsonLinesSink(self.path)
 
@@ -318,7 +318,7 @@ class HTTPTarget(Target):
             msg = "the http sink needs httpx and tenacity: pip install 'batchlog[http]'"
             raise ValueError(msg)
         if self.url is None:
-            from ._collector import LocalCollector
+            from .collector import LocalCollector
 
             self._collector = LocalCollector()
             self.url = self._collector.url
@@ -333,7 +333,7 @@ class HTTPTarget(Target):
             raise ValueError(msg) from None
 
     def make_sink(self) -> Callable[[list[Any]], object]:
-        from .sinks.http import HTTPSink
+        from ..sinks.http import HTTPSink
 
         if self.url is None:
             msg = "prepare() must run before make_sink()"
