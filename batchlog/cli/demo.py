@@ -12,8 +12,10 @@ and that the store holds the delivered ones, and says how to look at the data.
 
 from __future__ import annotations
 
+import argparse
 import collections
 import dataclasses
+import functools
 import importlib.util
 import json
 import logging
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..handler import BatchingHandler
 from ..metrics import Metrics
+from ._options import MOST_THREADS, positive_int, require, seconds, thread_count
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,6 +43,7 @@ __all__ = [
     "DEFAULT_SQLITE_PATH",
     "DemoSettings",
     "Target",
+    "add_parser",
     "parse_target",
     "run_demo",
 ]
@@ -612,3 +616,130 @@ def _print_how_to_look(console: Console, target: Target) -> None:
     for what, command in looks:
         console.print(f"  # {what}", style="dim", highlight=False)
         console.print(f"  {command}", highlight=False, markup=False, soft_wrap=True)
+
+
+# --------------------------------------------------------------------------- the subcommand
+
+_DEMO_DESCRIPTION = """\
+Log records from many threads through a BatchingHandler into a sink, and watch them
+arrive: a progress bar counts the records the sink has taken while the threads log.
+Then it prints the handler's metrics, checks that nothing was lost (every record is
+delivered, or counted as dropped), counts what the store holds, and shows the commands
+to look at the data yourself.
+
+By default the records go to an SQLite file in the current directory,
+./batchlog-demo.sqlite3 (a second run adds to it; each run checks its own rows).
+"""
+
+_DEMO_EPILOG = """\
+sinks (--sink):
+  sqlite[:PATH]   an SQLite file, table logs (default: ./batchlog-demo.sqlite3)
+  jsonl[:PATH]    a JSON Lines file, one record per line (default: ./batchlog-demo.jsonl)
+  http            one POST per batch to a local collector the demo starts on 127.0.0.1
+                  and stops at the end; it counts the records (needs batchlog[http])
+  http:URL        one POST per batch (NDJSON) to your own server
+
+examples:
+  python -m batchlog demo
+  python -m batchlog demo --records 20000 --threads 4
+  python -m batchlog demo --sink jsonl:/tmp/demo.jsonl
+  python -m batchlog demo --sink http
+  python -m batchlog demo --max-queue-size 1000 --overflow drop_newest
+
+exit status: 0 every record accounted for; 1 records lost or the sink failed; 2 bad usage
+"""
+
+
+def add_parser(subcommands: Any) -> None:
+    """Add the ``demo`` subcommand to ``subcommands`` (an argparse subparsers object)."""
+    from ..overflow import OverflowPolicy
+
+    parser = subcommands.add_parser(
+        "demo",
+        help="log from many threads into SQLite, JSON Lines or HTTP, and check nothing is lost",
+        description=_DEMO_DESCRIPTION,
+        epilog=_DEMO_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--records",
+        type=positive_int,
+        default=100_000,
+        metavar="N",
+        help="records to log, in all (default: 100000)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=thread_count,
+        default=8,
+        metavar="T",
+        help=f"threads logging at the same time, 1 to {MOST_THREADS} (default: 8)",
+    )
+    parser.add_argument(
+        "--capacity",
+        type=positive_int,
+        default=500,
+        metavar="N",
+        help="most records per batch handed to the sink (default: 500)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=seconds,
+        default=0.2,
+        metavar="SECONDS",
+        help="the longest a record waits before its batch is sent (default: 0.2)",
+    )
+    parser.add_argument(
+        "--overflow",
+        type=str.lower,
+        choices=[policy.value for policy in OverflowPolicy],
+        default="block",
+        help="what a thread does when the queue is full: wait (block, the default), "
+        "refuse the new record (drop_newest) or discard the oldest (drop_oldest)",
+    )
+    parser.add_argument(
+        "--max-queue-size",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="most records waiting for the sink, at least --capacity "
+        "(default: 10 x capacity, at least 10000)",
+    )
+    parser.add_argument(
+        "--sink",
+        default="sqlite",
+        metavar="SPEC",
+        help="where the records go: sqlite[:PATH], jsonl[:PATH], http or http:URL "
+        "(default: sqlite, i.e. ./batchlog-demo.sqlite3)",
+    )
+    parser.set_defaults(run=functools.partial(_run, parser=parser))
+
+
+def _run(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
+    if args.max_queue_size is not None and args.max_queue_size < args.capacity:
+        parser.error(
+            f"--max-queue-size {args.max_queue_size} must be at least --capacity {args.capacity}"
+        )
+    try:
+        target = parse_target(args.sink)
+    except ValueError as exc:
+        parser.error(f"--sink {args.sink!r}: {exc}")
+    require("rich", "cli", parser)
+    from rich.console import Console
+
+    try:
+        target.prepare()
+    except ValueError as exc:
+        parser.error(f"--sink {args.sink!r}: {exc}")
+    settings = DemoSettings(
+        records=args.records,
+        threads=args.threads,
+        capacity=args.capacity,
+        flush_interval=args.interval,
+        overflow=args.overflow,
+        max_queue_size=args.max_queue_size,
+    )
+    try:
+        return run_demo(settings, target, Console(highlight=False))
+    finally:
+        target.finish()

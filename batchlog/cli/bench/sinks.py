@@ -35,12 +35,12 @@ import tempfile
 import time
 from typing import Callable
 
-from ..collector import LocalCollector
 from ...handler import BatchingHandler
 from ...sinks._encode import FIELDS, encode_record, to_json
 from ...sinks.jsonl import JsonLinesSink
 from ...sinks.sqlite import SQLiteSink, create_table_sql
 from ...sinks.sqlite import _row as sqlite_row  # the baseline stores exactly the same values
+from ..collector import LocalCollector
 from ._common import Column, PlatformInfo, Ratio, format_table, platform_info
 
 __all__ = [
