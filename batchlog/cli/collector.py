@@ -19,8 +19,9 @@ __all__ = ["LocalCollector"]
 class LocalCollector:
     """A local HTTP/1.1 keep-alive server that counts the NDJSON lines POSTed to it.
 
-    It starts listening when made; ``url`` is where to send. ``stop`` shuts it
-    down. Also a context manager that stops it on leaving.
+    It starts listening when made; ``url`` is where to send. Its request handler counts
+    through ``count_request`` / ``count_bad_request``; ``counts`` reads them and ``reset``
+    zeroes them. ``stop`` shuts it down. Also a context manager that stops it on leaving.
     """
 
     def __init__(self) -> None:
@@ -41,13 +42,10 @@ class LocalCollector:
                         body = gzip.decompress(body)
                     lines = body.count(b"\n")
                 except Exception:  # noqa: BLE001 -- answer 400 rather than drop the connection
-                    with collector._lock:
-                        collector._errors += 1
+                    collector.count_bad_request()
                     self._answer(400)
                     return
-                with collector._lock:
-                    collector._records += lines
-                    collector._requests += 1
+                collector.count_request(lines)
                 self._answer(200)
 
             def _answer(self, status: int) -> None:
@@ -76,6 +74,17 @@ class LocalCollector:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    def count_request(self, records: int) -> None:
+        """Count one POST that carried ``records`` records (its server thread calls this)."""
+        with self._lock:
+            self._records += records
+            self._requests += 1
+
+    def count_bad_request(self) -> None:
+        """Count one POST whose body could not be read (its server thread calls this)."""
+        with self._lock:
+            self._errors += 1
 
     def reset(self) -> None:
         """Set every count back to zero."""

@@ -29,8 +29,8 @@ import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..handler import BatchingHandler
-from ..metrics import Metrics
+from batchlog import BatchingHandler, Metrics, OverflowPolicy
+
 from ._options import MOST_THREADS, positive_int, require, seconds, thread_count
 
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ class SQLiteTarget(Target):
             self._last_id_before = int(rows[0][0])
 
     def make_sink(self) -> Callable[[list[Any]], object]:
-        from ..sinks.sqlite import SQLiteSink
+        from batchlog.sinks import SQLiteSink
 
         return SQLiteSink(self.path)
 
@@ -262,7 +262,7 @@ class JsonLinesTarget(Target):
             self._size_before = os.path.getsize(self.path)
 
     def make_sink(self) -> Callable[[list[Any]], object]:
-        from ..sinks.jsonl import JsonLinesSink
+        from batchlog.sinks import JsonLinesSink
 
         return JsonLinesSink(self.path)
 
@@ -337,7 +337,7 @@ class HTTPTarget(Target):
             raise ValueError(msg) from None
 
     def make_sink(self) -> Callable[[list[Any]], object]:
-        from ..sinks.http import HTTPSink
+        from batchlog.sinks import HTTPSink
 
         if self.url is None:
             msg = "prepare() must run before make_sink()"
@@ -652,8 +652,6 @@ exit status: 0 every record accounted for; 1 records lost or the sink failed; 2 
 
 def add_parser(subcommands: Any) -> None:
     """Add the ``demo`` subcommand to ``subcommands`` (an argparse subparsers object)."""
-    from ..overflow import OverflowPolicy
-
     parser = subcommands.add_parser(
         "demo",
         help="log from many threads into SQLite, JSON Lines or HTTP, and check nothing is lost",

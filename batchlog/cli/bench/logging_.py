@@ -31,7 +31,8 @@ import time
 import warnings
 from typing import Any, Callable
 
-from ...handler import BatchingHandler
+from batchlog import BatchingHandler
+
 from ._common import (
     Check,
     Column,
@@ -345,7 +346,7 @@ _HANDLE_CANDIDATES = {
 def _measure_structlog(
     structlog: Any, threads: int, per_thread: int, repeats: int, *, batching: bool
 ) -> _Best:
-    from ...processor import BatchingProcessor
+    from batchlog import BatchingProcessor
 
     best = _Best(float("inf"))
     logged = threads * per_thread

@@ -21,7 +21,8 @@ import queue
 import threading
 from typing import Callable
 
-from ...writer import BatchWriter
+from batchlog import BatchWriter
+
 from ._common import (
     BenchmarkError,
     Check,
