@@ -1,7 +1,8 @@
-"""What the metrics exporters share: the sources they watch and the fields they export.
+"""What the metrics exporters share: the sources they watch, read one snapshot at a time.
 
 ``batchlog.prometheus`` and ``batchlog.otel`` build on it; it imports neither
-prometheus_client nor OpenTelemetry.
+prometheus_client nor OpenTelemetry. The fields they export are defined in
+``batchlog.metrics.METRIC_FIELDS`` and ``batchlog.sinks.fallback.FALLBACK_METRIC_FIELDS``.
 """
 
 from __future__ import annotations
@@ -11,19 +12,12 @@ import threading
 import weakref
 from typing import Any, NamedTuple, Union, cast
 
-from typing_extensions import Literal, Protocol
+from typing_extensions import Protocol
 
 from .metrics import Metrics
 from .sinks.fallback import FallbackMetrics, FallbackSink
 
-__all__ = [
-    "FALLBACK_FIELDS",
-    "FIELDS",
-    "ExportedField",
-    "MetricsSource",
-    "Snapshot",
-    "SourceSet",
-]
+__all__ = ["MetricsSource", "Snapshot", "SourceSet"]
 
 
 class NamedMetrics(Protocol):
@@ -48,101 +42,6 @@ class WriterOwner(Protocol):
 
 #: What an exporter accepts: a BatchWriter, a BatchingHandler or a BatchingProcessor.
 MetricsSource = Union[NamedMetrics, WriterOwner]
-
-Kind = Literal["counter", "gauge"]
-
-
-class ExportedField(NamedTuple):
-    """How one counter is exported: its Prometheus and OpenTelemetry names, its kind."""
-
-    #: The attribute of ``batchlog.Metrics`` (or ``FallbackMetrics``) it reads.
-    field: str
-    #: ``"counter"`` (only grows while the writer lives) or ``"gauge"``.
-    kind: Kind
-    #: The Prometheus name without the namespace (counters end in ``_total``).
-    prometheus_name: str
-    #: The OpenTelemetry instrument name.
-    otel_name: str
-    #: The OpenTelemetry unit (UCUM).
-    unit: str
-    #: The help text.
-    description: str
-
-
-FIELDS: tuple[ExportedField, ...] = (
-    ExportedField(
-        "records_added", "counter", "records_added_total", "batchlog.records_added",
-        "{record}", "Records accepted.",
-    ),
-    ExportedField(
-        "records_dropped", "counter", "records_dropped_total", "batchlog.records_dropped",
-        "{record}", "Records refused: full queue, expired timeout, writer closed.",
-    ),
-    ExportedField(
-        "records_evicted", "counter", "records_evicted_total", "batchlog.records_evicted",
-        "{record}", "Records accepted, then discarded to make room.",
-    ),
-    ExportedField(
-        "records_processed", "counter", "records_processed_total", "batchlog.records_processed",
-        "{record}", "Records in batches for which the sink returned normally.",
-    ),
-    ExportedField(
-        "records_failed", "counter", "records_failed_total", "batchlog.records_failed",
-        "{record}", "Records in batches for which the sink raised.",
-    ),
-    ExportedField(
-        "records_in_buffer", "gauge", "records_in_buffer", "batchlog.records_in_buffer",
-        "{record}", "Records accepted and not yet finished by the sink.",
-    ),
-    ExportedField(
-        "flush_count", "counter", "flushes_total", "batchlog.flushes",
-        "{flush}", "Sink calls finished, normally or not.",
-    ),
-    ExportedField(
-        "flush_errors", "counter", "flush_errors_total", "batchlog.flush_errors",
-        "{flush}", "Sink calls that raised.",
-    ),
-    ExportedField(
-        "last_flush_duration", "gauge", "last_flush_duration_seconds",
-        "batchlog.last_flush_duration", "s", "Seconds the last sink call took.",
-    ),
-    ExportedField(
-        "avg_flush_duration", "gauge", "avg_flush_duration_seconds",
-        "batchlog.avg_flush_duration", "s", "Mean seconds per sink call.",
-    ),
-    ExportedField(
-        "max_flush_duration", "gauge", "max_flush_duration_seconds",
-        "batchlog.max_flush_duration", "s", "Longest sink call, in seconds.",
-    ),
-    ExportedField(
-        "total_flush_time", "counter", "flush_seconds_total", "batchlog.flush_time",
-        "s", "Seconds spent in the sink in all.",
-    ),
-)  # fmt: skip
-
-#: The counters of a ``batchlog.sinks.FallbackSink``, for writers whose sink is one.
-FALLBACK_FIELDS: tuple[ExportedField, ...] = (
-    ExportedField(
-        "primary_failures", "counter", "fallback_primary_failures_total",
-        "batchlog.fallback.primary_failures", "{batch}",
-        "Batches on which the FallbackSink's primary sink raised.",
-    ),
-    ExportedField(
-        "dead_lettered_batches", "counter", "fallback_dead_lettered_batches_total",
-        "batchlog.fallback.dead_lettered_batches", "{batch}",
-        "Batches written to the dead-letter file.",
-    ),
-    ExportedField(
-        "dead_lettered_records", "counter", "fallback_dead_lettered_records_total",
-        "batchlog.fallback.dead_lettered_records", "{record}",
-        "Records written to the dead-letter file.",
-    ),
-    ExportedField(
-        "dead_letter_failures", "counter", "fallback_dead_letter_failures_total",
-        "batchlog.fallback.dead_letter_failures", "{batch}",
-        "Batches the dead-letter file could not take either.",
-    ),
-)  # fmt: skip
 
 
 class Snapshot(NamedTuple):
@@ -171,8 +70,9 @@ def _fallback_sink_of(source: object, writer: object) -> FallbackSink | None:
     """Return the source's sink if it is a ``FallbackSink``, else None."""
     sink = getattr(source, "sink", None)  # a BatchingHandler's sink
     if sink is None:
-        # A BatchWriter (or a BatchingProcessor's writer) calls its sink directly.
-        sink = getattr(writer, "_flush_fn", None)
+        # A BatchWriter (or a BatchingProcessor's writer) calls its sink directly. A
+        # source without flush_fn (a stand-in with only name and metrics) has no fallback.
+        sink = getattr(writer, "flush_fn", None)
     return sink if isinstance(sink, FallbackSink) else None
 
 

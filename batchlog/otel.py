@@ -8,29 +8,13 @@
     ...
     instruments.uninstrument()
 
-Every ``batchlog.Metrics`` field becomes one observable instrument, each
-observation carrying the attribute ``writer`` (the writer's name):
-
-================================  ===============  ========  =======================
-Instrument                        Kind             Unit      ``Metrics`` field
-================================  ===============  ========  =======================
-``batchlog.records_added``        counter          {record}  ``records_added``
-``batchlog.records_dropped``      counter          {record}  ``records_dropped``
-``batchlog.records_evicted``      counter          {record}  ``records_evicted``
-``batchlog.records_processed``    counter          {record}  ``records_processed``
-``batchlog.records_failed``       counter          {record}  ``records_failed``
-``batchlog.records_in_buffer``    up-down counter  {record}  ``records_in_buffer``
-``batchlog.flushes``              counter          {flush}   ``flush_count``
-``batchlog.flush_errors``         counter          {flush}   ``flush_errors``
-``batchlog.last_flush_duration``  gauge            s         ``last_flush_duration``
-``batchlog.avg_flush_duration``   gauge            s         ``avg_flush_duration``
-``batchlog.max_flush_duration``   gauge            s         ``max_flush_duration``
-``batchlog.flush_time``           counter          s         ``total_flush_time``
-================================  ===============  ========  =======================
-
-A writer whose sink is a ``batchlog.sinks.FallbackSink`` also reports the counters
-``batchlog.fallback.primary_failures``, ``.dead_lettered_batches``,
-``.dead_lettered_records`` and ``.dead_letter_failures``.
+Every field of ``batchlog.Metrics`` (``batchlog.metrics.METRIC_FIELDS``) becomes one
+observable instrument named by the field's ``otel_name`` (``batchlog.records_added``),
+of the field's ``otel_instrument`` kind, with its ``unit`` and ``description``, each
+observation carrying the attribute ``writer`` (the writer's name). A writer whose sink
+is a ``batchlog.sinks.FallbackSink`` also reports the sink's counters
+(``batchlog.sinks.fallback.FALLBACK_METRIC_FIELDS``). The table of every name:
+docs/metrics.md, "Exporting metrics".
 
 OpenTelemetry is imported by this module only, never by ``import batchlog``.
 
@@ -44,7 +28,9 @@ import weakref
 from collections.abc import Callable, Iterable
 
 from . import __version__
-from ._export import FALLBACK_FIELDS, FIELDS, ExportedField, MetricsSource, Snapshot, SourceSet
+from ._export import MetricsSource, Snapshot, SourceSet
+from .metrics import METRIC_FIELDS, MetricField
+from .sinks.fallback import FALLBACK_METRIC_FIELDS
 
 try:
     from opentelemetry.metrics import (
@@ -61,7 +47,7 @@ except ImportError as exc:  # pragma: no cover - the test extra installs opentel
 
 __all__ = ["BatchlogInstruments", "instrument"]
 
-_ALL_FIELDS = (*FIELDS, *FALLBACK_FIELDS)
+_ALL_FIELDS = (*METRIC_FIELDS, *FALLBACK_METRIC_FIELDS)
 
 
 class _MeterBridge:
@@ -80,13 +66,11 @@ class _MeterBridge:
         self._snapshots: list[Snapshot] | None = None
         self._served: set[int] = set()
         for index, field in enumerate(_ALL_FIELDS):
-            create: Callable[..., object]
-            if field.kind == "counter":
-                create = meter.create_observable_counter
-            elif field.unit == "s":  # a duration: summing it across writers means nothing
-                create = meter.create_observable_gauge
-            else:  # records_in_buffer: goes up and down, and sums across writers
-                create = meter.create_observable_up_down_counter
+            create: Callable[..., object] = {
+                "counter": meter.create_observable_counter,
+                "up_down_counter": meter.create_observable_up_down_counter,
+                "gauge": meter.create_observable_gauge,
+            }[field.otel_instrument]
             create(
                 field.otel_name,
                 callbacks=[self._callback(index, field)],
@@ -94,16 +78,16 @@ class _MeterBridge:
                 description=field.description,
             )
 
-    def _callback(self, index: int, field: ExportedField) -> CallbackT:
+    def _callback(self, index: int, field: MetricField) -> CallbackT:
         """Return the callback observing ``field`` (instrument number ``index``)."""
-        is_fallback = index >= len(FIELDS)
+        is_fallback = index >= len(METRIC_FIELDS)
 
         def observe(options: CallbackOptions) -> Iterable[Observation]:  # noqa: ARG001
             observations: list[Observation] = []
             for snapshot in self._snapshots_for(index):
                 counters = snapshot.fallback if is_fallback else snapshot.metrics
                 if counters is not None:
-                    value = getattr(counters, field.field)
+                    value = getattr(counters, field.name)
                     observations.append(Observation(value, {"writer": snapshot.name}))
             return observations
 

@@ -8,29 +8,13 @@
     register(handler, writer)  # on prometheus_client's default registry
     prometheus_client.start_http_server(8000, addr="127.0.0.1")
 
-Every ``batchlog.Metrics`` field is one metric family, each series labelled
-``writer`` with the writer's name (a handler's or processor's writer):
-
-========================================  =======  =======================
-Metric                                    Type     ``Metrics`` field
-========================================  =======  =======================
-``batchlog_records_added_total``          counter  ``records_added``
-``batchlog_records_dropped_total``        counter  ``records_dropped``
-``batchlog_records_evicted_total``        counter  ``records_evicted``
-``batchlog_records_processed_total``      counter  ``records_processed``
-``batchlog_records_failed_total``         counter  ``records_failed``
-``batchlog_records_in_buffer``            gauge    ``records_in_buffer``
-``batchlog_flushes_total``                counter  ``flush_count``
-``batchlog_flush_errors_total``           counter  ``flush_errors``
-``batchlog_last_flush_duration_seconds``  gauge    ``last_flush_duration``
-``batchlog_avg_flush_duration_seconds``   gauge    ``avg_flush_duration``
-``batchlog_max_flush_duration_seconds``   gauge    ``max_flush_duration``
-``batchlog_flush_seconds_total``          counter  ``total_flush_time``
-========================================  =======  =======================
-
-A writer whose sink is a ``batchlog.sinks.FallbackSink`` also reports
-``batchlog_fallback_primary_failures_total``, ``..._dead_lettered_batches_total``,
-``..._dead_lettered_records_total`` and ``..._dead_letter_failures_total``.
+Every field of ``batchlog.Metrics`` (``batchlog.metrics.METRIC_FIELDS``) is one metric
+family named ``<namespace>_<prometheus_name>`` (``batchlog_records_added_total``), a
+counter or a gauge as the field's ``kind`` says, with the field's ``description`` as help
+text, each series labelled ``writer`` with the writer's name (a handler's or processor's
+writer). A writer whose sink is a ``batchlog.sinks.FallbackSink`` also reports the
+sink's counters (``batchlog.sinks.fallback.FALLBACK_METRIC_FIELDS``). The table of every
+name: docs/metrics.md, "Exporting metrics".
 
 prometheus_client is imported by this module only, never by ``import batchlog``.
 
@@ -42,7 +26,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 
-from ._export import FALLBACK_FIELDS, FIELDS, ExportedField, MetricsSource, SourceSet
+from ._export import MetricsSource, SourceSet
+from .metrics import METRIC_FIELDS, MetricField
+from .sinks.fallback import FALLBACK_METRIC_FIELDS
 
 try:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -127,7 +113,7 @@ class BatchlogCollector(Collector):
 
         The registry calls it once, at registration, to reserve the names.
         """
-        for field in (*FIELDS, *FALLBACK_FIELDS):
+        for field in (*METRIC_FIELDS, *FALLBACK_METRIC_FIELDS):
             yield self._family(field)
 
     def collect(self) -> Iterator[Metric]:
@@ -142,20 +128,20 @@ class BatchlogCollector(Collector):
             for snapshot in snapshots
             if snapshot.fallback is not None
         ]
-        for field in FIELDS:
+        for field in METRIC_FIELDS:
             yield self._filled(field, writers)
         if fallbacks:
-            for field in FALLBACK_FIELDS:
+            for field in FALLBACK_METRIC_FIELDS:
                 yield self._filled(field, fallbacks)
 
-    def _filled(self, field: ExportedField, counters: Sequence[tuple[str, object]]) -> Metric:
+    def _filled(self, field: MetricField, counters: Sequence[tuple[str, object]]) -> Metric:
         """Return ``field``'s family with one sample per ``(writer name, counters)``."""
         family = self._family(field)
         for name, snapshot in counters:
-            family.add_metric([name], getattr(snapshot, field.field))
+            family.add_metric([name], getattr(snapshot, field.name))
         return family
 
-    def _family(self, field: ExportedField) -> CounterMetricFamily | GaugeMetricFamily:
+    def _family(self, field: MetricField) -> CounterMetricFamily | GaugeMetricFamily:
         name = self._prefix + field.prometheus_name
         unit = "seconds" if field.unit == "s" else ""
         if field.kind == "counter":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import logging
 import os
 import subprocess
 import sys
@@ -18,6 +19,8 @@ import pytest
 from conftest import WAIT
 
 from batchlog import BatchWriter, Metrics
+from batchlog.metrics import METRIC_FIELDS
+from batchlog.sinks.fallback import FALLBACK_METRIC_FIELDS
 
 pytest.importorskip("opentelemetry.sdk.metrics")
 
@@ -45,6 +48,12 @@ INSTRUMENT_NAMES = {
 }
 
 ZERO = Metrics(0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
+
+#: Skips a test needing ``BatchWriter.flush_fn`` (a bare writer's sink) until it exists.
+needs_public_flush_fn = pytest.mark.skipif(
+    not hasattr(BatchWriter, "flush_fn"),
+    reason="BatchWriter.flush_fn, which shows a bare writer's sink, is not in this tree yet",
+)
 
 
 class CountingSource:
@@ -207,6 +216,35 @@ def test_durations_are_gauges_in_seconds(make_writer, sink, make_instruments, te
         assert metric.unit == "s"
 
 
+def instrument_kind(metric: Any) -> str:
+    """Which observable instrument made ``metric``: counter, up_down_counter or gauge."""
+    if isinstance(metric.data, Gauge):
+        return "gauge"
+    assert isinstance(metric.data, Sum)
+    return "counter" if metric.data.is_monotonic else "up_down_counter"
+
+
+def test_instruments_are_exactly_the_defined_fields(
+    make_handler, tmp_path, make_instruments, telemetry
+):
+    """One instrument per definition, with its name, kind, unit and description."""
+    from batchlog.sinks import FallbackSink
+
+    fallback = FallbackSink(lambda batch: None, tmp_path / "dead.jsonl", fsync=False)
+    make_instruments(make_handler(fallback, name="app"))
+    definitions = (*METRIC_FIELDS, *FALLBACK_METRIC_FIELDS)
+
+    metrics = telemetry.collect()
+
+    assert {
+        field.otel_name: (field.otel_instrument, field.unit, field.description)
+        for field in definitions
+    } == {
+        name: (instrument_kind(metric), metric.unit, metric.description)
+        for name, metric in metrics.items()
+    }
+
+
 def test_one_snapshot_per_source_per_collection(make_instruments, telemetry):
     """Each collection reads each source's metrics exactly once, for every instrument."""
     source = CountingSource("counted")
@@ -351,6 +389,7 @@ def test_a_garbage_collected_writer_disappears(sink, make_instruments, telemetry
     assert telemetry.points() == {}
 
 
+@needs_public_flush_fn
 def test_fallback_sink_counters_are_reported(
     make_writer, tmp_path, log_capture, make_instruments, telemetry
 ):
@@ -372,6 +411,29 @@ def test_fallback_sink_counters_are_reported(
 
     assert actual["batchlog.fallback.primary_failures", "orders"] == 1
     assert actual["batchlog.fallback.dead_lettered_records", "orders"] == 2
+
+
+def test_fallback_sink_counters_of_a_handler_are_reported(
+    make_handler, tmp_path, log_capture, make_instruments, telemetry
+):
+    """A handler whose sink is a FallbackSink also reports the dead-letter counters."""
+    from batchlog.sinks import FallbackSink
+
+    def primary(batch: list[Any]) -> None:
+        raise RuntimeError("database is down")
+
+    reports, _ = log_capture
+    fallback = FallbackSink(primary, tmp_path / "dead.jsonl", fsync=False, logger=reports)
+    handler = make_handler(fallback, name="app")
+    make_instruments(handler)
+    handler.handle(logging.makeLogRecord({"msg": "one"}))
+    handler.handle(logging.makeLogRecord({"msg": "two"}))
+    assert handler.writer.flush(WAIT)
+
+    actual = telemetry.points()
+
+    assert actual["batchlog.fallback.primary_failures", "app"] == 1
+    assert actual["batchlog.fallback.dead_lettered_records", "app"] == 2
 
 
 @pytest.mark.subprocess

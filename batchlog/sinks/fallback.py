@@ -27,10 +27,11 @@ from typing import Any, Callable
 from .._report import StderrReporter
 from .._sinkspec import resolve_sink
 from .._types import AnyRecord
+from ..metrics import MetricField
 from ._encode import FIELDS, encode_record, rfc3339
 from .jsonl import JsonLinesSink, StrPath
 
-__all__ = ["FallbackMetrics", "FallbackSink", "replay"]
+__all__ = ["FALLBACK_METRIC_FIELDS", "FallbackMetrics", "FallbackSink", "replay"]
 
 _ENCODED_KEYS = frozenset(FIELDS)
 
@@ -38,6 +39,9 @@ _ENCODED_KEYS = frozenset(FIELDS)
 @dataclasses.dataclass(frozen=True)
 class FallbackMetrics:
     """A snapshot of a ``FallbackSink``'s counters, all read at one instant.
+
+    What each field means, its kind and its unit: ``FALLBACK_METRIC_FIELDS`` (one
+    ``batchlog.metrics.MetricField`` per field, in this order).
 
     .. versionadded:: 0.1.0
     """
@@ -49,19 +53,61 @@ class FallbackMetrics:
         "primary_failures",
     )
 
-    #: Batches on which the primary sink raised.
+    # The meaning of each field is defined once, in FALLBACK_METRIC_FIELDS below.
     primary_failures: int
-    #: Batches written to the dead-letter file.
     dead_lettered_batches: int
-    #: Records written to the dead-letter file.
     dead_lettered_records: int
-    #: Batches the dead-letter file could not take either (the call raised: the writer
-    #: counted them in ``records_failed``).
     dead_letter_failures: int
 
     def as_dict(self) -> dict[str, Any]:
         """Return the fields as a plain dict, in declaration order."""
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+
+#: The definition of every field of ``FallbackMetrics``, in declaration order.
+#:
+#: .. versionadded:: 0.2.0
+FALLBACK_METRIC_FIELDS: tuple[MetricField, ...] = (
+    MetricField(
+        name="primary_failures",
+        kind="counter",
+        unit="{batch}",
+        description="Batches on which the primary sink raised.",
+        prometheus_name="fallback_primary_failures_total",
+        otel_name="batchlog.fallback.primary_failures",
+        otel_instrument="counter",
+    ),
+    MetricField(
+        name="dead_lettered_batches",
+        kind="counter",
+        unit="{batch}",
+        description="Batches written to the dead-letter file.",
+        prometheus_name="fallback_dead_lettered_batches_total",
+        otel_name="batchlog.fallback.dead_lettered_batches",
+        otel_instrument="counter",
+    ),
+    MetricField(
+        name="dead_lettered_records",
+        kind="counter",
+        unit="{record}",
+        description="Records written to the dead-letter file.",
+        prometheus_name="fallback_dead_lettered_records_total",
+        otel_name="batchlog.fallback.dead_lettered_records",
+        otel_instrument="counter",
+    ),
+    MetricField(
+        name="dead_letter_failures",
+        kind="counter",
+        unit="{batch}",
+        description=(
+            "Batches the dead-letter file could not take either "
+            "(the call raised, so the writer counted them in records_failed)."
+        ),
+        prometheus_name="fallback_dead_letter_failures_total",
+        otel_name="batchlog.fallback.dead_letter_failures",
+        otel_instrument="counter",
+    ),
+)
 
 
 def _describe(exc: BaseException) -> str:
