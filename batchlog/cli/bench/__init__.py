@@ -13,7 +13,9 @@ Each module offers the same four functions: ``sizes(quick=..., records=...)`` pi
 much to measure, ``run(sizes)`` measures and returns a ``Report`` (dataclasses: rows, the
 PASS/FAIL checks, the key ``Ratio`` objects and anything lost), and
 ``header_lines(platform, sizes)`` / ``result_lines(report)`` give the text the
-``benchmarks/`` scripts print. Shared helpers live in ``_common``.
+``benchmarks/`` scripts print. Shared helpers live in ``_common``; ``chart`` draws the
+ratios (``bench --plot``). ``suites()`` lists the modules and ``add_parser`` registers the
+``bench`` subcommand with ``batchlog.cli``.
 
 Private: the figures are for ``docs/performance.md``, not an API.
 """
