@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Literal, TypeVar, overload
 
 __all__ = [
     "MAX_SIZE",
     "check_bool",
     "check_callable",
+    "check_choice",
     "check_int",
+    "check_pattern",
     "check_seconds",
     "level_number",
     "number_from_config",
@@ -60,6 +64,36 @@ def check_int(
         msg = f"{name} must be an int {_allowed_range(low, high)}, not {value!r}"
         raise error(msg)
     return value
+
+
+@overload
+def check_seconds(
+    name: str,
+    value: object,
+    *,
+    low: float = ...,
+    above: bool = ...,
+    high: float | None = ...,
+    allow_none: Literal[False] = ...,
+    allow_timedelta: bool = ...,
+    error: type[Exception] = ...,
+    type_error: type[Exception] | None = ...,
+) -> float: ...
+
+
+@overload
+def check_seconds(
+    name: str,
+    value: object,
+    *,
+    low: float = ...,
+    above: bool = ...,
+    high: float | None = ...,
+    allow_none: bool,
+    allow_timedelta: bool = ...,
+    error: type[Exception] = ...,
+    type_error: type[Exception] | None = ...,
+) -> float | None: ...
 
 
 def check_seconds(
@@ -111,12 +145,35 @@ def check_seconds(
         or (seconds <= low if above else seconds < low)
         or (high is not None and seconds > high)
     ):
+        tail = " or None" if allow_none else ""
         msg = (
             f"{name} must be a finite number of seconds "
-            f"{_allowed_range(low, high, above=above)}, not {value!r}"
+            f"{_allowed_range(low, high, above=above)}{tail}, not {value!r}"
         )
         raise error(msg)
     return seconds
+
+
+@overload
+def check_callable(
+    name: str,
+    value: object,
+    *,
+    optional: Literal[False] = ...,
+    what: str = ...,
+    error: type[Exception] = ...,
+) -> Callable[..., Any]: ...
+
+
+@overload
+def check_callable(
+    name: str,
+    value: object,
+    *,
+    optional: bool,
+    what: str = ...,
+    error: type[Exception] = ...,
+) -> Callable[..., Any] | None: ...
 
 
 def check_callable(
@@ -150,6 +207,54 @@ def check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         msg = f"{name} must be True or False, not {value!r}"
         raise TypeError(msg)
+    return value
+
+
+def check_choice(
+    name: str,
+    value: object,
+    choices: Sequence[str],
+    *,
+    error: type[Exception] = ValueError,
+) -> str:
+    """Return the one of ``choices`` that ``value`` names, in any case and around spaces.
+
+    Raises:
+        error: ``value`` is not a str naming one of ``choices``; the message lists them.
+    """
+    if isinstance(value, str):
+        wanted = value.strip().casefold()
+        for choice in choices:
+            if choice.casefold() == wanted:
+                return choice
+    allowed = ", ".join(map(repr, choices))
+    msg = f"{name} must be one of {allowed} (any case), not {value!r}"
+    raise error(msg)
+
+
+def check_pattern(
+    name: str,
+    value: object,
+    pattern: re.Pattern[str],
+    *,
+    allowed: str,
+    error: type[Exception] = ValueError,
+) -> str:
+    """Return ``value`` if it is a str that ``pattern`` matches in full.
+
+    Args:
+        name: The argument's name, for the message.
+        value: What was given.
+        pattern: What a valid value looks like.
+        allowed: What a valid value is, in words, for the message ("a plain SQL identifier").
+        error: Raised for anything else (a non-str too).
+
+    Raises:
+        error: ``value`` is not a str, or ``pattern`` does not match all of it.
+    """
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        msg = f"{name} must be {allowed}, not {value!r}"
+        raise error(msg)
     return value
 
 
