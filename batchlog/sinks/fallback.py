@@ -22,11 +22,12 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Any
 
 from .._report import StderrReporter
 from .._sinkspec import resolve_sink
-from .._types import AnyRecord
+from .._types import AnyRecord, Sink
+from .._validate import check_int
 from ..metrics import MetricField
 from ._encode import FIELDS, encode_record, rfc3339
 from .jsonl import JsonLinesSink, StrPath
@@ -167,7 +168,7 @@ class FallbackSink:
         fsync: bool = True,
         logger: logging.Logger | str | None = None,
     ) -> None:
-        self.primary: Callable[[list[Any]], object] = resolve_sink(primary, what="primary")
+        self.primary: Sink = resolve_sink(primary, what="primary")
         self.dead_letter = JsonLinesSink(dead_letter_path, fsync=fsync)
         if isinstance(logger, str):
             logger = logging.getLogger(logger)
@@ -312,7 +313,7 @@ def _records(path: str) -> Iterator[dict[str, Any]]:
 
 def replay(
     path: StrPath,
-    sink: Callable[[list[Any]], object],
+    sink: Sink,
     *,
     batch_size: int = 500,
     remove: bool = False,
@@ -344,9 +345,7 @@ def replay(
 
     .. versionadded:: 0.1.0
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        msg = f"batch_size must be an int >= 1, not {batch_size!r}"
-        raise ValueError(msg)
+    check_int("batch_size", batch_size, low=1)
     file_path = os.fspath(path)
     for _ in _records(file_path):
         pass  # validate every line before anything is sent

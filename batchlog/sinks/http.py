@@ -22,6 +22,7 @@ from gzip import compress as gzip_compress
 from typing import TYPE_CHECKING, Any, Callable, Union
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
+from .._validate import check_bool, check_int, check_seconds
 from ..errors import BatchlogError
 from ._encode import encode_record
 from ._http_encoders import Encoder, make_encoder
@@ -318,30 +319,25 @@ class HTTPSink:
         if any(name.lower() == "authorization" for name in self._headers):
             self._auth = None  # an explicit Authorization header wins over the URL's userinfo
         self._secrets = _secrets(self._headers.values(), url_secrets)
-        if not isinstance(gzip, bool):
-            msg = f"gzip must be True or False, not {gzip!r}"
-            raise TypeError(msg)
-        self.gzip = gzip
-        self.gzip_level = _checked_int("gzip_level", gzip_level, 1, 9)
-        self.max_body_bytes = _checked_int("max_body_bytes", max_body_bytes, 1)
+        self.gzip = check_bool("gzip", gzip)
+        self.gzip_level = check_int("gzip_level", gzip_level, low=1, high=9)
+        self.max_body_bytes = check_int("max_body_bytes", max_body_bytes, low=1)
         self._timeouts = {
-            "connect": _checked_seconds("connect_timeout", connect_timeout, positive=True),
-            "read": _checked_seconds("read_timeout", read_timeout, positive=True),
-            "write": _checked_seconds("write_timeout", write_timeout, positive=True),
-            "pool": _checked_seconds("pool_timeout", pool_timeout, positive=True),
+            "connect": check_seconds("connect_timeout", connect_timeout, above=True),
+            "read": check_seconds("read_timeout", read_timeout, above=True),
+            "write": check_seconds("write_timeout", write_timeout, above=True),
+            "pool": check_seconds("pool_timeout", pool_timeout, above=True),
         }
         if isinstance(verify, str):
             verify = ssl.create_default_context(cafile=verify)  # httpx 0.28 deprecates a path
         self._verify = verify
-        self.max_retry_after = _checked_seconds("max_retry_after", max_retry_after)
+        self.max_retry_after = check_seconds("max_retry_after", max_retry_after)
         self._retrying = _make_retrying(
-            max_attempts=_checked_int("max_attempts", max_attempts, 1),
-            max_retry_time=None
-            if max_retry_time is None
-            else _checked_seconds("max_retry_time", max_retry_time),
-            backoff_initial=_checked_seconds("backoff_initial", backoff_initial),
-            backoff_max=_checked_seconds("backoff_max", backoff_max),
-            backoff_jitter=_checked_seconds("backoff_jitter", backoff_jitter),
+            max_attempts=check_int("max_attempts", max_attempts, low=1),
+            max_retry_time=check_seconds("max_retry_time", max_retry_time, allow_none=True),
+            backoff_initial=check_seconds("backoff_initial", backoff_initial),
+            backoff_max=check_seconds("backoff_max", backoff_max),
+            backoff_jitter=check_seconds("backoff_jitter", backoff_jitter),
             sleep=sleep,
         )
         self._client: httpx.Client | None = None
@@ -621,29 +617,3 @@ def _user_agent() -> str:
     from .. import __version__
 
     return f"batchlog/{__version__}"
-
-
-def _checked_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if (
-        not isinstance(value, int)
-        or isinstance(value, bool)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        allowed = f"from {low} to {high}" if high is not None else f">= {low}"
-        msg = f"{name} must be an int {allowed}, not {value!r}"
-        raise ValueError(msg)
-    return value
-
-
-def _checked_seconds(name: str, value: object, *, positive: bool = False) -> float:
-    if (
-        not isinstance(value, (int, float))
-        or isinstance(value, bool)
-        or not (value > 0 if positive else value >= 0)
-        or value == float("inf")
-    ):
-        allowed = "> 0" if positive else ">= 0"
-        msg = f"{name} must be a finite number of seconds {allowed}, not {value!r}"
-        raise ValueError(msg)
-    return float(value)

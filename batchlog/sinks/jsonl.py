@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any, Union
 
 from .._types import AnyRecord
+from .._validate import check_bool
 from ._encode import encode_record, to_json
 
 __all__ = ["JsonLinesSink", "StrPath"]
@@ -56,12 +57,9 @@ class JsonLinesSink:
         if not isinstance(path, (str, os.PathLike)):
             msg = f"path must be a str or os.PathLike, not {path!r}"
             raise TypeError(msg)
-        if not isinstance(fsync, bool):
-            msg = f"fsync must be True or False, not {fsync!r}"
-            raise TypeError(msg)
+        self.fsync = check_bool("fsync", fsync)
         codecs.lookup(encoding)  # LookupError now, not on the first batch
         self.path: str = os.fspath(path)
-        self.fsync = fsync
         self.encoding = encoding
         self._descriptor: int | None = None
         self._closed = False

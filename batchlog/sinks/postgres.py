@@ -48,6 +48,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
 from .._types import AnyRecord
+from .._validate import check_bool, check_callable, check_int, check_pattern, check_seconds
 from ._encode import FIELDS, encode_record, to_json
 
 if TYPE_CHECKING:
@@ -80,13 +81,18 @@ assert tuple(COLUMNS) == FIELDS, "one column per encoded field, in order"  # noq
 # Lower-case identifiers only (PostgreSQL folds unquoted names to lower case, and the
 # sink quotes them): configuration can never smuggle SQL, nor a surprising name, in.
 _IDENTIFIER = r"[a-z_][a-z0-9_]{0,62}"
-_TABLE_NAME = re.compile(rf"(?:({_IDENTIFIER})\.)?({_IDENTIFIER})\Z")
+_TABLE_NAME = re.compile(rf"(?:{_IDENTIFIER}\.)?{_IDENTIFIER}")
+_TABLE_NAME_ALLOWED = (
+    "'name' or 'schema.name', each a lower-case SQL identifier "
+    "(a-z, 0-9 and _, not starting with a digit, at most 63 characters)"
+)
 _INTEGER_RANGES = {"integer": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
 # Connection parameters that are secrets: never in a repr or a message.
 _SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 _SHOWN_PARAMETERS = ("host", "hostaddr", "port", "dbname", "user")
 _DEFAULT_CONNECT_TIMEOUT = 10
 _INSTALL_HINT = "PostgresSink needs psycopg 3: pip install 'batchlog[postgres]'"
+
 
 def _import_psycopg() -> None:
     try:
@@ -101,24 +107,8 @@ def _check_table(table: object) -> tuple[str, ...]:
     Raises:
         ValueError: ``table`` is not ``name`` or ``schema.name`` of lower-case identifiers.
     """
-    match = _TABLE_NAME.match(table) if isinstance(table, str) else None
-    if match is None:
-        msg = (
-            "table must be 'name' or 'schema.name', each a lower-case SQL identifier "
-            "(a-z, 0-9 and _, not starting with a digit, at most 63 characters), "
-            f"not {table!r}"
-        )
-        raise ValueError(msg)
-    schema, name = match.groups()
-    return (name,) if schema is None else (schema, name)
-
-
-def _check_number(value: object, what: str, *, minimum: float, integer: bool = False) -> None:
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not value >= minimum:
-        kind = "an int" if integer else "a number"
-        msg = f"{what} must be {kind} >= {minimum:g}, not {value!r}"
-        raise ValueError(msg)
+    checked = check_pattern("table", table, _TABLE_NAME, allowed=_TABLE_NAME_ALLOWED)
+    return tuple(checked.split("."))
 
 
 def _text(value: str) -> str:
@@ -279,6 +269,8 @@ class PostgresSink:
         ImportError: psycopg 3 is not installed.
         ValueError: ``table`` is not a valid name, a number is out of range, or the
             connection settings are not valid libpq parameters.
+        TypeError: ``conninfo`` is not a str, ``create_table`` is not a bool, or
+            ``sleep`` is not callable.
 
     A call raises ``psycopg.OperationalError`` when the batch could not be stored after
     every retry, another ``psycopg.Error`` when the server refused it, and
@@ -328,14 +320,13 @@ class PostgresSink:
         if not isinstance(conninfo, str):
             msg = f"conninfo must be a libpq connection string, not {type(conninfo).__name__}"
             raise TypeError(msg)
-        _check_number(retries, "retries", minimum=0, integer=True)
-        _check_number(backoff, "backoff", minimum=0)
-        _check_number(max_backoff, "max_backoff", minimum=0)
-        if connect_timeout is not None:
-            _check_number(connect_timeout, "connect_timeout", minimum=0.001)
-        if not callable(sleep):
-            msg = f"sleep must be callable, not {sleep!r}"
-            raise TypeError(msg)
+        retries = check_int("retries", retries, low=0)
+        backoff = check_seconds("backoff", backoff)
+        max_backoff = check_seconds("max_backoff", max_backoff)
+        connect_timeout = check_seconds(
+            "connect_timeout", connect_timeout, low=0.001, allow_none=True
+        )
+        check_callable("sleep", sleep)
         try:
             settings = conninfo_to_dict(conninfo, **params)
             if connect_timeout is not None:
@@ -355,10 +346,10 @@ class PostgresSink:
             if key in settings and key not in _SECRET_PARAMETERS
         )
         self.table = ".".join(parts)
-        self.create_table = bool(create_table)
+        self.create_table = check_bool("create_table", create_table)
         self.retries = retries
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
+        self.backoff = backoff
+        self.max_backoff = max_backoff
         self._sleep = sleep
         identifier = sql.Identifier(*parts)
         self._copy_statement = sql.SQL("COPY {} ({}) FROM STDIN").format(

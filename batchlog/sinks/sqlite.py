@@ -41,6 +41,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .._types import AnyRecord
+from .._validate import check_choice, check_pattern, check_seconds
 from ._encode import FIELDS, encode_record, to_json
 from .jsonl import StrPath
 
@@ -73,24 +74,18 @@ COLUMNS: dict[str, str] = {
 }
 
 # A plain identifier only: configuration can never smuggle SQL into a statement.
-_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+# SQLite reserves names starting with "sqlite_" (any case) for itself.
+_TABLE_NAME = re.compile(r"(?!(?i:sqlite_))[A-Za-z_][A-Za-z0-9_]{0,62}")
+_TABLE_NAME_ALLOWED = (
+    "a plain SQL identifier (letters, digits and underscores, not starting with a digit "
+    "or 'sqlite_', at most 63 characters)"
+)
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _INT64 = (-(2**63), 2**63 - 1)
 
 
 def _check_table(table: object) -> str:
-    if (
-        not isinstance(table, str)
-        or not _TABLE_NAME.match(table)
-        or table.lower().startswith("sqlite_")
-    ):
-        msg = (
-            "table must be a plain SQL identifier (letters, digits and underscores, not "
-            "starting with a digit or 'sqlite_', at most 63 characters), "
-            f"not {table!r}"
-        )
-        raise ValueError(msg)
-    return table
+    return check_pattern("table", table, _TABLE_NAME, allowed=_TABLE_NAME_ALLOWED)
 
 
 def create_table_sql(table: str = "logs") -> list[str]:
@@ -197,20 +192,9 @@ class SQLiteSink:
             msg = f"path must be a str or os.PathLike, not {path!r}"
             raise TypeError(msg)
         self.table = _check_table(table)
-        if (
-            isinstance(busy_timeout, bool)
-            or not isinstance(busy_timeout, (int, float))
-            or not busy_timeout >= 0
-        ):
-            msg = f"busy_timeout must be a number of seconds >= 0, not {busy_timeout!r}"
-            raise ValueError(msg)
-        mode = synchronous.upper() if isinstance(synchronous, str) else None
-        if mode not in _SYNCHRONOUS:
-            msg = f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, not {synchronous!r}"
-            raise ValueError(msg)
+        self.busy_timeout = check_seconds("busy_timeout", busy_timeout)
+        self.synchronous = check_choice("synchronous", synchronous, _SYNCHRONOUS)
         self.path: str = os.fspath(path)
-        self.busy_timeout = float(busy_timeout)
-        self.synchronous: str = mode
         columns = ", ".join(FIELDS)
         placeholders = ", ".join("?" * len(FIELDS))
         # The table name passed _check_table: an identifier, never configuration-made SQL.
