@@ -15,16 +15,18 @@ import logging
 import sys
 import threading
 import uuid
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 from ._intake import REFUSED, check_policy, offer_by_policy
 from ._report import StderrReporter
 from ._sinkspec import resolve_sink
+from ._types import Sink
+from ._validate import check_seconds, level_number, number_from_config
 from .metrics import Metrics
 from .overflow import OverflowPolicyLike
 from .writer import BatchWriter, unique_name
 
-__all__ = ["DEFAULT_FLUSH_TIMEOUT", "BatchingHandler", "level_number"]
+__all__ = ["DEFAULT_FLUSH_TIMEOUT", "BatchingHandler"]
 
 _get_ident = threading.get_ident
 _HANDLE_RETURNS_RECORD = sys.version_info >= (3, 12)
@@ -51,40 +53,6 @@ _STABLE_ARG_TYPES = frozenset(
         datetime.timedelta,
     }
 )
-
-
-def level_number(level: int | str, *, what: str = "level") -> int:
-    """Return the number of a logging level given as a number or a name (any case).
-
-    Raises:
-        ValueError: ``level`` names no level; the message names ``what``.
-    """
-    if isinstance(level, bool):
-        pass
-    elif isinstance(level, int):
-        return level
-    elif isinstance(level, str):
-        number = logging.getLevelName(level.strip().upper())
-        if isinstance(number, int):
-            return number
-    msg = f"{what} must be a logging level number or name such as 'ERROR', not {level!r}"
-    raise ValueError(msg)
-
-
-N = TypeVar("N", int, float)
-
-
-def _number_from_config(value: Any, kind: type[N]) -> Any:
-    """Turn a numeric string from a config file ("100", "2.5") into ``kind``; else as is.
-
-    Anything else passes through untouched, for the writer to accept or reject by name.
-    """
-    if isinstance(value, str):
-        try:
-            return kind(value.strip())
-        except ValueError:
-            return value
-    return value
 
 
 def _copy_record(record: logging.LogRecord) -> logging.LogRecord:
@@ -163,21 +131,16 @@ class BatchingHandler(logging.Handler):
         flush_timeout: float | None = DEFAULT_FLUSH_TIMEOUT,
     ) -> None:
         super().__init__(level_number(level))
-        capacity = _number_from_config(capacity, int)
-        flush_interval = _number_from_config(flush_interval, float)
-        max_queue_size = _number_from_config(max_queue_size, int)
-        block_timeout = _number_from_config(block_timeout, float)
-        flush_timeout = _number_from_config(flush_timeout, float)
+        capacity = number_from_config(capacity, int)
+        flush_interval = number_from_config(flush_interval, float)
+        max_queue_size = number_from_config(max_queue_size, int)
+        block_timeout = number_from_config(block_timeout, float)
+        flush_timeout = number_from_config(flush_timeout, float)
         self._sink = resolve_sink(sink)
         self._flush_level = (
             None if flush_level is None else level_number(flush_level, what="flush_level")
         )
-        if flush_timeout is not None and not (
-            isinstance(flush_timeout, (int, float)) and flush_timeout >= 0
-        ):
-            msg = f"flush_timeout must be a number of seconds >= 0 or None, not {flush_timeout!r}"
-            raise ValueError(msg)
-        self.flush_timeout = flush_timeout
+        self.flush_timeout = check_seconds("flush_timeout", flush_timeout, allow_none=True)
         check_policy(overflow, block_timeout)  # before the writer starts its thread
         self._reporter = StderrReporter()
         self._writer: BatchWriter[logging.LogRecord] = BatchWriter(
@@ -206,7 +169,7 @@ class BatchingHandler(logging.Handler):
         return self._writer.metrics
 
     @property
-    def sink(self) -> Callable[[list[logging.LogRecord]], object]:
+    def sink(self) -> Sink:
         """The sink batches go to."""
         return self._sink
 

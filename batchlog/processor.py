@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from ._intake import REFUSED, check_policy, offer_by_policy
 from ._sinkspec import resolve_sink
+from ._validate import check_seconds
 from .handler import DEFAULT_FLUSH_TIMEOUT
 from .metrics import Metrics
 from .overflow import OverflowPolicyLike
@@ -82,9 +83,9 @@ class BatchingProcessor:
         self._drop_event = structlog.DropEvent
         self._format_exc_info = structlog.processors.format_exc_info
         self._sink = resolve_sink(sink)
+        self.flush_timeout = check_seconds("flush_timeout", flush_timeout, allow_none=True)
         check_policy(overflow, block_timeout)  # before the writer starts its thread
         self.pass_through = bool(pass_through)
-        self.flush_timeout = flush_timeout
         #: The ``batchlog.BatchWriter`` behind this processor.
         self.writer: BatchWriter[dict[str, Any]] = BatchWriter(
             capacity,
