@@ -1,17 +1,21 @@
-"""Turning what configuration says about a sink into a callable.
+"""Turning what configuration says about a sink (or a handler) into the object itself.
 
 A sink may be given as a callable, an import string (``"pkg.mod:attr"``, ``"pkg.mod.attr"``,
 dictConfig's ``"ext://pkg.mod.attr"``), or a mapping ``{"()": factory, **kwargs}`` whose
 factory (a callable or an import string) is called with the other keys to build it.
+``build_from_spec`` does the importing and building for every caller; each caller then
+checks that it got what it needs (``resolve_sink``: a sink; ``HandlerSink``: a handler).
 """
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 from collections.abc import Mapping
-from typing import Any, Callable
+from typing import Any
 
-__all__ = ["import_string", "resolve_sink"]
+from ._types import Sink
+
+__all__ = ["build_from_spec", "import_string", "resolve_sink"]
 
 _EXT_PREFIX = "ext://"
 
@@ -19,74 +23,77 @@ _EXT_PREFIX = "ext://"
 def import_string(path: str, *, what: str = "sink") -> Any:
     """Import ``"pkg.mod:attr"`` or ``"pkg.mod.attr"`` (optionally ``"ext://..."``).
 
+    The forms are those of ``pkgutil.resolve_name``, which does the work; ``attr`` may be
+    dotted (``"pkg.mod:Class.attr"``).
+
     Raises:
         ValueError: ``path`` cannot be imported; the message names ``what`` and the path.
     """
     text = path.strip()
     if text.startswith(_EXT_PREFIX):
         text = text[len(_EXT_PREFIX) :].strip()
-    if not text or text.startswith((".", ":")):
-        msg = f"{what} {path!r} cannot be imported: write 'package.module:attribute'"
-        raise ValueError(msg)
-    if ":" in text:
-        module_name, _, attribute_path = text.partition(":")
-        attributes = attribute_path.split(".") if attribute_path else []
-    else:
-        module_name, attributes = text, []
-    # "pkg.mod.attr": import the longest importable prefix, then walk the attributes.
-    parts = module_name.split(".")
-    module = None
-    error: Exception | None = None
-    for cut in range(len(parts), 0, -1):
-        try:
-            module = importlib.import_module(".".join(parts[:cut]))
-        except ImportError as exc:
-            if error is None:
-                error = exc
-            continue
-        attributes = parts[cut:] + attributes
-        break
-    if module is None:
-        msg = f"{what} {path!r} cannot be imported: {error}"
-        raise ValueError(msg) from error
-    obj: Any = module
-    for attribute in attributes:
-        try:
-            obj = getattr(obj, attribute)
-        except AttributeError:
-            msg = f"{what} {path!r} cannot be imported: {obj!r} has no attribute {attribute!r}"
-            raise ValueError(msg) from None
-    return obj
+    try:
+        return pkgutil.resolve_name(text)
+    except ValueError:  # not the form of an import string at all
+        msg = (
+            f"{what} {path!r} cannot be imported: write 'package.module:attribute' "
+            "or 'package.module.attribute'"
+        )
+        raise ValueError(msg) from None
+    except (ImportError, AttributeError) as exc:
+        msg = f"{what} {path!r} cannot be imported: {exc}"
+        raise ValueError(msg) from exc
 
 
-def resolve_sink(spec: object, *, what: str = "sink") -> Callable[[list[Any]], object]:
-    """Return the sink callable that ``spec`` describes.
+def build_from_spec(spec: object, *, what: str) -> object:
+    """Return what ``spec`` names (an import string) or builds (a ``"()"`` mapping), or itself.
+
+    Values of a mapping are read by indexing, never by iteration, so dictConfig's
+    ``ConvertingDict`` resolves ``"ext://"`` values in them.
 
     Raises:
-        TypeError: ``spec`` (or what it names) is not callable, or the factory rejected
-            the keyword arguments.
-        ValueError: an import string does not import, or a mapping has no ``"()"`` key.
+        ValueError: An import string does not import, or a mapping has no ``"()"`` key.
+        TypeError: A mapping's factory is not callable, or rejected the keyword arguments.
     """
     if isinstance(spec, str):
-        obj = import_string(spec, what=what)
-    elif isinstance(spec, Mapping):
-        if "()" not in spec:
-            msg = (
-                f"{what} given as a mapping needs a '()' key naming the factory "
-                f"(a callable or an import string); got keys {sorted(map(str, spec))}"
-            )
-            raise ValueError(msg)
-        factory = spec["()"]
-        if isinstance(factory, str):
-            factory = import_string(factory, what=f"{what} factory")
-        if not callable(factory):
-            msg = f"{what} factory must be callable, not {factory!r}"
-            raise TypeError(msg)
-        kwargs = {str(key): spec[key] for key in spec if key != "()"}
-        obj = factory(**kwargs)
-    else:
-        obj = spec
+        return import_string(spec, what=what)
+    if not isinstance(spec, Mapping):
+        return spec
+    if "()" not in spec:
+        msg = (
+            f"{what} given as a mapping needs a '()' key naming the factory "
+            f"(a callable or an import string); got keys {sorted(map(str, spec))}"
+        )
+        raise ValueError(msg)
+    factory = spec["()"]
+    if isinstance(factory, str):
+        factory = import_string(factory, what=f"{what} factory")
+    if not callable(factory):
+        msg = f"{what} factory must be callable, not {factory!r}"
+        raise TypeError(msg)
+    return factory(**{str(key): spec[key] for key in spec if key != "()"})
+
+
+def resolve_sink(spec: object, *, what: str = "sink") -> Sink:
+    """Return the sink that ``spec`` is, names or builds.
+
+    A class is refused: it is callable, but calling it with a batch would build a new
+    object per batch instead of writing one. Build the sink with ``{"()": class, ...}``.
+
+    Raises:
+        TypeError: ``spec`` (or what it names or builds) is a class or not callable, or
+            the factory rejected the keyword arguments.
+        ValueError: an import string does not import, or a mapping has no ``"()"`` key.
+    """
+    obj = build_from_spec(spec, what=what)
+    if isinstance(obj, type):
+        name = spec.strip() if isinstance(spec, str) else f"{obj.__module__}.{obj.__qualname__}"
+        msg = (
+            f"{what} must be a sink (a callable taking one batch), not the class {obj!r}: "
+            f"to build one, write {{'()': {name!r}, **its keyword arguments}}"
+        )
+        raise TypeError(msg)
     if not callable(obj):
         msg = f"{what} must be a callable taking one batch (a list), not {obj!r}"
         raise TypeError(msg)
-    return obj  # type: ignore[no-any-return]
+    return obj

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging.handlers
+import string
 import sys
 import threading
 
@@ -10,7 +12,8 @@ import structlog
 from conftest import WAIT
 
 from batchlog import BatchingHandler, BatchingProcessor
-from batchlog._sinkspec import resolve_sink
+from batchlog._sinkspec import build_from_spec, import_string, resolve_sink
+from batchlog.sinks import HandlerSink, JsonLinesSink
 
 # --------------------------------------------------------------------------- import strings
 
@@ -30,6 +33,20 @@ from batchlog._sinkspec import resolve_sink
 def test_import_string_names_the_sink(sink_module, template):
     """Every import string form resolves to the object it names."""
     assert resolve_sink(template.format(module=sink_module.__name__)) is sink_module.sink
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "logging.handlers:RotatingFileHandler.doRollover",
+        "logging.handlers.RotatingFileHandler.doRollover",
+        "ext://logging.handlers.RotatingFileHandler.doRollover",
+    ],
+)
+def test_import_string_walks_attributes_after_the_module(spec):
+    """As pkgutil.resolve_name: after "pkg.mod:" (or the longest importable prefix) come
+    attributes of attributes."""
+    assert import_string(spec) is logging.handlers.RotatingFileHandler.doRollover
 
 
 def test_callable_is_used_as_it_is(sink):
@@ -76,6 +93,19 @@ def test_mapping_factory_may_be_a_function(sink_module):
     built = resolve_sink({"()": f"{sink_module.__name__}:make_tagging_sink", "tag": "c"})
     built(["record"])
     assert sink_module.received == [("c", "record")]
+
+
+def test_dictconfig_resolves_ext_values_inside_a_factory_mapping(dict_config, sink_module):
+    """A mapping's values are indexed, so dictConfig turns an "ext://" value into its object."""
+    sink_spec = {
+        "()": f"{sink_module.__name__}.TaggingSink",
+        "tag": "cfg-",
+        "suffix": "ext://string.digits",
+    }
+    _, handler = dict_config(
+        {"class": "batchlog.BatchingHandler", "sink": sink_spec, "capacity": 1}
+    )
+    assert handler.sink.tag == f"cfg-{string.digits}"
 
 
 def test_handler_closes_a_sink_built_from_a_mapping(make_handler, sink_module):
@@ -135,6 +165,39 @@ def test_non_callable_sink_raises_type_error(spec):
     assert repr(spec) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "template", ["{module}.TaggingSink", "{module}:TaggingSink", "ext://{module}.TaggingSink"]
+)
+def test_import_string_naming_a_class_is_refused_with_the_factory_hint(sink_module, template):
+    """A class where a sink is wanted is refused (calling it per batch would build objects),
+    and the message shows the "()" mapping that builds one."""
+    spec = template.format(module=sink_module.__name__)
+    with pytest.raises(TypeError, match=r"not the class") as info:
+        resolve_sink(spec)
+    assert f"{{'()': {spec!r}, **its keyword arguments}}" in str(info.value)
+
+
+def test_class_given_directly_is_refused_with_its_import_path():
+    """A class object is refused too; the hint names it by its import path."""
+    with pytest.raises(TypeError, match=r"'\(\)': 'batchlog\.sinks\.jsonl\.JsonLinesSink'"):
+        resolve_sink(JsonLinesSink)
+
+
+def test_factory_building_a_class_is_refused(sink_module):
+    """A factory that returns a class (not a sink built from it) is refused as well."""
+    with pytest.raises(TypeError, match="not the class"):
+        resolve_sink({"()": lambda: sink_module.TaggingSink})
+
+
+def test_dictconfig_naming_a_sink_class_fails_with_the_factory_hint(dict_config):
+    """dictConfig's "sink": "batchlog.sinks.JsonLinesSink" fails, and the cause says how to
+    build the sink instead."""
+    with pytest.raises(ValueError, match="batching") as info:
+        dict_config({"class": "batchlog.BatchingHandler", "sink": "batchlog.sinks.JsonLinesSink"})
+    assert isinstance(info.value.__cause__, TypeError)
+    assert "{'()': 'batchlog.sinks.JsonLinesSink'" in str(info.value.__cause__)
+
+
 def test_import_string_naming_a_non_callable_raises_type_error(sink_module):
     """An import string naming something not callable raises TypeError."""
     with pytest.raises(TypeError, match="42"):
@@ -179,6 +242,45 @@ def test_module_failing_to_import_reports_its_own_error(tmp_path, monkeypatch, s
     monkeypatch.delitem(sys.modules, "batchlog_broken_sinks", raising=False)
     with pytest.raises(ValueError, match="no_such_dependency_q7"):
         resolve_sink(f"batchlog_broken_sinks{separator}sink")
+
+
+@pytest.mark.parametrize("spec", ["pkg mod:attr", "1abc.sink", "pkg..mod", ":sink", "pkg:a:b"])
+def test_malformed_import_string_names_the_path_and_the_form(spec):
+    """A string that is no import string at all raises ValueError naming it and the form."""
+    with pytest.raises(ValueError, match=r"write 'package\.module:attribute'") as info:
+        import_string(spec, what="primary")
+    assert f"primary {spec!r} cannot be imported" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ("no_such_module_q7:sink", "No module named 'no_such_module_q7'"),
+        ("logging.handlers:NoSuchHandlerQ7", "NoSuchHandlerQ7"),
+        ("logging.handlers.NoSuchHandlerQ7", "NoSuchHandlerQ7"),
+    ],
+)
+def test_import_failure_names_what_the_path_and_the_reason(spec, reason):
+    """The one ValueError names the role (``what``), the path and why it did not import."""
+    with pytest.raises(ValueError, match=r"^primary factory ") as info:
+        import_string(spec, what="primary factory")
+    assert repr(spec) in str(info.value)
+    assert reason in str(info.value)
+    assert isinstance(info.value.__cause__, (ImportError, AttributeError))
+
+
+def test_build_from_spec_returns_other_objects_as_they_are():
+    """Neither a string nor a mapping: the object itself, for the caller to type-check."""
+    marker = object()
+    assert build_from_spec(marker, what="sink") is marker
+
+
+def test_handler_sink_shares_the_resolver_errors():
+    """HandlerSink builds its handlers with the same resolver: the same errors, its own role."""
+    with pytest.raises(ValueError, match=r"^handler #1 given as a mapping needs a '\(\)' key"):
+        HandlerSink({"class": "logging.StreamHandler"})
+    with pytest.raises(ValueError, match=r"^handler #2 'no_such_module_q7\.H' cannot be imported"):
+        HandlerSink("logging.NullHandler", "no_such_module_q7.H")
 
 
 def test_mapping_without_factory_key_raises_value_error():

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
-from .._sinkspec import import_string
+from .._sinkspec import build_from_spec
 from .._types import AnyRecord
 from ._encode import LOGRECORD_ATTRIBUTES, encode_record, timestamp_seconds
 
@@ -26,18 +26,7 @@ HandlerLike = Union[logging.Handler, str, Mapping[str, Any]]
 def _build_handler(spec: object, position: str) -> logging.Handler:
     """Return the handler that ``spec`` is, names, or describes."""
     what = f"handler {position}"
-    obj: Any = spec
-    if isinstance(spec, str):
-        obj = import_string(spec, what=what)
-    elif isinstance(spec, Mapping):
-        if "()" not in spec:
-            msg = f"{what} given as a mapping needs a '()' key naming the handler class"
-            raise ValueError(msg)
-        factory = spec["()"]
-        if isinstance(factory, str):
-            factory = import_string(factory, what=f"{what} factory")
-        # Indexing (not iterating) lets dictConfig's ConvertingDict resolve "ext://" values.
-        obj = factory(**{str(key): spec[key] for key in spec if key != "()"})
+    obj = build_from_spec(spec, what=what)
     if isinstance(obj, type) and issubclass(obj, logging.Handler):
         obj = obj()  # a handler class named by an import string: its defaults
     if not isinstance(obj, logging.Handler):
