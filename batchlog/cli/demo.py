@@ -1,8 +1,9 @@
 """``python -m batchlog demo``: many threads log through a BatchingHandler into a real sink.
 
-The command line (``batchlog.cli``) parses the options into ``DemoSettings`` and a
-``Target`` (from ``parse_target``), checks the target with
-``Target.prepare``, then calls ``run_demo``, which needs rich (the ``cli`` extra).
+``add_parser`` registers the subcommand with ``batchlog.cli``; its run parses the options
+into ``DemoSettings`` and a ``Target`` (from ``parse_target``), checks the target with
+``Target.prepare``, then calls ``run_demo``, which needs rich (the ``cli`` extra). Only
+batchlog's public API is used: the demo shows what any application can do.
 
 ``run_demo`` starts the producer threads together, draws a progress bar of the records
 the sink has finished with while they log, closes the handler, prints its metrics, checks
@@ -30,6 +31,7 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable
 
 from batchlog import BatchingHandler, Metrics, OverflowPolicy
+from batchlog.metrics import METRIC_FIELDS
 
 from ._options import MOST_THREADS, positive_int, require, seconds, thread_count
 
@@ -57,21 +59,6 @@ REFRESH = 0.1
 #: The levels records are logged at, in a fixed rotation: 74 % INFO, 20 % DEBUG, 5 %
 #: WARNING, 1 % ERROR, so the counts by level are predictable.
 LEVELS = (logging.ERROR,) + (logging.WARNING,) * 5 + (logging.DEBUG,) * 20 + (logging.INFO,) * 74
-#: What each metric means, in the words of a newcomer.
-METRIC_MEANINGS = {
-    "records_added": "accepted by the handler",
-    "records_dropped": "refused: the queue was full",
-    "records_evicted": "discarded to make room (drop_oldest)",
-    "records_processed": "delivered: the sink took them",
-    "records_failed": "the sink raised on their batch",
-    "records_in_buffer": "not yet finished by the sink",
-    "flush_count": "sink calls (batches)",
-    "flush_errors": "sink calls that raised",
-    "last_flush_duration": "the last sink call",
-    "avg_flush_duration": "mean per sink call",
-    "max_flush_duration": "longest sink call",
-    "total_flush_time": "in the sink, in all",
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -544,9 +531,11 @@ def _print_metrics(console: Console, metrics: Metrics) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("meaning")
-    for name, value in metrics.as_dict().items():
-        shown = f"{value * 1000:,.2f} ms" if isinstance(value, float) else f"{value:,}"
-        table.add_row(name, shown, METRIC_MEANINGS.get(name, ""))
+    values = metrics.as_dict()
+    for field in METRIC_FIELDS:  # each metric's one definition: the exporters show it too
+        value = values[field.name]
+        shown = f"{value * 1000:,.2f} ms" if field.unit == "s" else f"{value:,}"
+        table.add_row(field.name, shown, field.description)
     console.print(table)
 
 
