@@ -41,7 +41,10 @@ class StderrReporter:
             parts.append(f"batchlog: {suppressed} similar reports were suppressed\n")
         parts.append(f"batchlog: {message}\n")
         if exc is not None:
-            parts.extend(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            try:
+                parts.extend(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            except BaseException:  # noqa: BLE001 -- an exception whose str() raises, say
+                parts.append(f"{type(exc).__name__} (its message could not be shown)\n")
         stream = sys.stderr
         if stream is None:  # pythonw, or a closed stderr at exit
             return

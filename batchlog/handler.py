@@ -13,11 +13,9 @@ import datetime
 import decimal
 import logging
 import sys
-import threading
 import uuid
 from typing import Any, Callable
 
-from ._intake import REFUSED, check_policy, offer_by_policy
 from ._report import StderrReporter
 from ._sinkspec import resolve_sink
 from ._types import Sink
@@ -28,7 +26,6 @@ from .writer import BatchWriter, unique_name
 
 __all__ = ["DEFAULT_FLUSH_TIMEOUT", "BatchingHandler"]
 
-_get_ident = threading.get_ident
 _HANDLE_RETURNS_RECORD = sys.version_info >= (3, 12)
 
 #: Seconds ``flush()`` and ``close()`` wait for the sink before giving up, by default.
@@ -141,7 +138,6 @@ class BatchingHandler(logging.Handler):
             None if flush_level is None else level_number(flush_level, what="flush_level")
         )
         self.flush_timeout = check_seconds("flush_timeout", flush_timeout, allow_none=True)
-        check_policy(overflow, block_timeout)  # before the writer starts its thread
         self._reporter = StderrReporter()
         self._writer: BatchWriter[logging.LogRecord] = BatchWriter(
             capacity,
@@ -152,9 +148,11 @@ class BatchingHandler(logging.Handler):
             on_error=self._on_sink_error,
             on_close=self._close_sink,
             name=name or unique_name(type(self).__name__),
+            overflow=overflow,
+            block_timeout=block_timeout,
             close_at_exit=False,  # logging.shutdown() closes it, after other atexit hooks log
         )
-        self._offer = offer_by_policy(self._writer, overflow, block_timeout)
+        self._offer = self._writer.offer
 
     # ------------------------------------------------------------------ public surface
 
@@ -197,12 +195,8 @@ class BatchingHandler(logging.Handler):
                 return result
             if isinstance(result, logging.LogRecord):
                 record = result
-        writer = self._writer
         offered = False
         try:
-            if writer._sink_running and writer._sink_thread == _get_ident():
-                writer._count_drop()  # the sink itself is logging: a feedback loop
-                return record if _HANDLE_RETURNS_RECORD else True
             # Merge the message now (a bad format fails here, as in the stdlib), but copy
             # the record only if what the sink would see could still change.
             args = record.args
@@ -226,24 +220,16 @@ class BatchingHandler(logging.Handler):
                     else:
                         msg % args
             offered = True
-            try:
-                writer._pop_slot()
-            except IndexError:
-                self._offer(record)  # full or closed: wait, drop or evict, by policy
-            else:
-                writer._append_record(record)
-                if len(writer._queue) >= writer._signal_at:
-                    writer._signal()
+            # By the overflow policy; a refused record is counted in records_dropped.
+            accepted = self._offer(record)
             flush_level = self._flush_level
-            if flush_level is not None and record.levelno >= flush_level:
-                writer.flush(timeout=0)  # wake the worker; do not wait for the sink
-        except REFUSED:
-            pass  # full or closed: the writer counted it in records_dropped
+            if accepted and flush_level is not None and record.levelno >= flush_level:
+                self._writer.flush(timeout=0)  # wake the worker; do not wait for the sink
         except RecursionError:
             raise
         except Exception:  # noqa: BLE001 -- logging never raises into the caller
             if not offered:
-                writer._count_drop()  # e.g. a message that cannot be merged: reported below
+                self._writer.count_drop()  # e.g. a message that cannot be merged
             self.handleError(record)
         return record if _HANDLE_RETURNS_RECORD else True
 
@@ -348,4 +334,3 @@ class BatchingHandler(logging.Handler):
 
     # logging.Handler.name is a property bound to the base class's set_name: rebind it.
     name = property(logging.Handler.get_name, set_name)
-

@@ -5,11 +5,9 @@ structlog is imported when a processor is made, never by ``import batchlog``.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import MutableMapping
 from typing import Any, Callable
 
-from ._intake import REFUSED, check_policy, offer_by_policy
 from ._sinkspec import resolve_sink
 from ._validate import check_seconds
 from .handler import DEFAULT_FLUSH_TIMEOUT
@@ -84,7 +82,6 @@ class BatchingProcessor:
         self._format_exc_info = structlog.processors.format_exc_info
         self._sink = resolve_sink(sink)
         self.flush_timeout = check_seconds("flush_timeout", flush_timeout, allow_none=True)
-        check_policy(overflow, block_timeout)  # before the writer starts its thread
         self.pass_through = bool(pass_through)
         #: The ``batchlog.BatchWriter`` behind this processor.
         self.writer: BatchWriter[dict[str, Any]] = BatchWriter(
@@ -95,10 +92,10 @@ class BatchingProcessor:
             clear_buffers=clear_buffers,
             on_close=self._close_sink,
             name=name or unique_name(type(self).__name__),
+            overflow=overflow,
+            block_timeout=block_timeout,
         )
-        self._offer: Callable[[dict[str, Any]], object] = offer_by_policy(
-            self.writer, overflow, block_timeout
-        )
+        self._offer: Callable[[dict[str, Any]], bool] = self.writer.offer
 
     def __call__(
         self,
@@ -107,12 +104,9 @@ class BatchingProcessor:
         event_dict: EventDict,
     ) -> EventDict:
         """Take a shallow copy of ``event_dict``; raise ``DropEvent`` unless passing through."""
-        writer = self.writer
-        if writer._sink_running and writer._on_sink_thread():  # the sink logs: a loop
-            writer._count_drop()
-        else:
-            with contextlib.suppress(*REFUSED):  # full or closed: counted as dropped
-                self._offer(self._copy(event_dict))
+        # By the overflow policy; a refused event (full, closed, or logged by the sink
+        # itself) is counted in records_dropped.
+        self._offer(self._copy(event_dict))
         if self.pass_through:
             return event_dict
         raise self._drop_event

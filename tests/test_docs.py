@@ -166,7 +166,7 @@ def _close_remaining_writers(before: set[int]) -> list[str]:
     """Close every writer made since ``before`` (ids) that nothing above closed."""
     return [
         writer.name
-        for writer in _lifecycle._live_writers()
+        for writer in _lifecycle.live()
         if id(writer) not in before and not writer.close(timeout=WAIT)  # type: ignore[attr-defined]
     ]
 
@@ -226,7 +226,7 @@ def test_page_code_runs(page, tmp_path, monkeypatch, capfd):
     """
     monkeypatch.chdir(tmp_path)
     threads_before = set(threading.enumerate())
-    writers_before = {id(writer) for writer in _lifecycle._live_writers()}
+    writers_before = {id(writer) for writer in _lifecycle.live()}
     try:
         with restored_logging():
             unclosed = run_page(page)

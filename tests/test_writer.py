@@ -166,15 +166,23 @@ def test_records_from_many_threads_are_delivered_once_in_per_thread_order(make_w
 # --------------------------------------------------------------------------- time batching
 
 
+def _add_to_idle_writer(writer, clock, record):
+    """Add ``record`` once the worker sleeps idle; return when it waits for the window."""
+    assert clock.wait_for_sleep(after=0)  # the worker is idle
+    mark = clock.sleeps
+    writer.add(record)
+    assert clock.wait_for_sleep(after=mark)  # woken by the add, it waits for the window
+
+
 def test_record_is_delivered_exactly_when_interval_passes(make_writer, sink, clock):
     """A lone record waits until flush_interval has passed, and no longer."""
     writer = make_writer(sink, capacity=10, flush_interval=5.0, clock=clock)
-    writer.add("a")
-    assert clock.wait_for_sleep(after=0)
-    assert sink.batches == []
-    mark = clock.sleeps
+    _add_to_idle_writer(writer, clock, "a")
+    assert clock.deadlines == [5.0]
+    sleeps = clock.sleeps
     clock.advance(4.9)
-    assert clock.wait_for_sleep(after=mark)
+    # The fake clock wakes only waits whose deadline passed: the worker still sleeps.
+    assert (clock.sleeps, clock.deadlines) == (sleeps, [5.0])
     assert sink.batches == []
     clock.advance(0.1)
     assert sink.wait_for_batches(1)
@@ -184,11 +192,8 @@ def test_record_is_delivered_exactly_when_interval_passes(make_writer, sink, clo
 def test_later_records_do_not_delay_the_oldest_record(make_writer, sink, clock):
     """The interval runs from the oldest waiting record's arrival, not the newest's."""
     writer = make_writer(sink, capacity=10, flush_interval=5.0, clock=clock)
-    writer.add("a")
-    assert clock.wait_for_sleep(after=0)
-    mark = clock.sleeps
+    _add_to_idle_writer(writer, clock, "a")
     clock.advance(3.0)
-    assert clock.wait_for_sleep(after=mark)
     writer.add("b")
     clock.advance(2.0)
     assert sink.wait_for_batches(1)
@@ -200,15 +205,13 @@ def test_record_added_to_idle_writer_waits_at_most_the_interval(make_writer, sin
     writer = make_writer(sink, capacity=10, flush_interval=5.0, clock=clock)
     writer.add("a")
     assert writer.flush(timeout=WAIT)
-    mark = clock.sleeps
     clock.advance(7.0)
-    assert clock.wait_for_sleep(after=mark)
+    assert clock.wait_for_deadline(12.0)  # idle again, re-checking at 7 + 5
     mark = clock.sleeps
     writer.add("b")
     assert clock.wait_for_sleep(after=mark)
-    mark = clock.sleeps
+    assert clock.deadlines == [12.0]  # b's window: from its arrival at 7
     clock.advance(4.9)
-    assert clock.wait_for_sleep(after=mark)
     assert sink.batches == [["a"]]
     clock.advance(0.1)
     assert sink.wait_for_batches(2)
