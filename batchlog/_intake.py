@@ -151,7 +151,7 @@ class Intake(Generic[T]):
         if not self._add_slow(record, timeout):
             self._refuse(timeout)
 
-    def offer(self, record: T, timeout: float | None) -> bool:
+    def offer(self, record: T, timeout: float | None = None) -> bool:
         """Like ``add``, but return False for a refused record instead of raising."""
         try:
             self._pop_slot()
@@ -159,7 +159,10 @@ class Intake(Generic[T]):
             pass
         else:
             self._append_record(record)
-            return len(self._queue) < self._signal_at or self._signal()
+            if len(self._queue) >= self._signal_at and not self._signal():
+                self._count_drop()
+                return False
+            return True
         if self._add_slow(record, timeout):
             return True
         self._count_drop()
@@ -173,11 +176,15 @@ class Intake(Generic[T]):
             pass
         else:
             self._append_record(record)
-            return len(self._queue) < self._signal_at or self._signal()
+            if len(self._queue) >= self._signal_at and not self._signal():
+                self._count_drop()
+                return False
+            return True
         if not self.sealed:
             if self._take_slot():
-                return self._append(record)
-            if evict_oldest and self._evict_for(record):
+                if self._append(record):
+                    return True
+            elif evict_oldest and self._evict_for(record):
                 return True
         self._count_drop()
         return False
@@ -201,6 +208,8 @@ class Intake(Generic[T]):
             pass
         else:
             return True
+        if not operator.length_hint(self._unmade):
+            return False  # every slot is made: the queue is full
         with self.lock:
             if self.sealed:
                 return False
@@ -278,11 +287,15 @@ class Intake(Generic[T]):
     def _refuse_late(self) -> bool:
         """A record whose slot was reclaimed arrived after the writer finished: take it out.
 
-        Reclaiming already counted it as dropped; the add now says so.
+        Reclaiming counted it as dropped; now the add refuses it and counts it itself, so
+        the reclaim's count is taken back (it is one record, dropped once).
         """
         with self.lock:
             if self._queue:
                 self._queue.popleft()
+                if self.reclaimed:
+                    self.reclaimed -= 1
+                    self.dropped -= 1
         self._signal_at = 1
         return False
 

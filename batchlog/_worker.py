@@ -96,7 +96,6 @@ class Worker(Generic[T]):
         self.capacity = capacity
         self.flush_interval = flush_interval
         self._clear_buffers = clear_buffers
-        self._buffer: list[T] = []  # the one list every batch uses, with clear_buffers
         self.logger = logger
         self.on_error = on_error
         self._on_close = on_close
@@ -111,6 +110,9 @@ class Worker(Generic[T]):
     def _reset(self, *, closed: bool) -> None:
         """Every piece of mutable state, new and empty; also used in a forked child."""
         self._counts_lock = self.intake.lock
+        # The one list every batch uses with clear_buffers; new after fork, since a batch
+        # the parent had in flight is the parent's to deliver.
+        self._buffer: list[T] = []
         self.requests = Requests()
         if closed:
             self.requests.close.complete()

@@ -17,6 +17,7 @@ finalizer closes the worker, which delivers what is left and ends its thread.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import threading
@@ -211,13 +212,15 @@ class BatchWriter(Generic[T]):
         self._worker.start()
 
     def _offer_by_policy(self) -> Callable[[T], bool]:
+        """The intake method that applies ``overflow``, bound in C (no extra frame)."""
         intake = self._intake
         if self.overflow is OverflowPolicy.BLOCK:
-            timeout = self.block_timeout
-            return lambda record: intake.offer(record, timeout)
+            if self.block_timeout is None:
+                return intake.offer
+            return functools.partial(intake.offer, timeout=self.block_timeout)
         if self.overflow is OverflowPolicy.DROP_NEWEST:
             return intake.try_add
-        return lambda record: intake.try_add(record, evict_oldest=True)
+        return functools.partial(intake.try_add, evict_oldest=True)
 
     # ------------------------------------------------------------------ settings
 
