@@ -170,18 +170,28 @@ class Intake(Generic[T]):
 
     def try_add(self, record: T, *, evict_oldest: bool = False) -> bool:
         """Accept ``record`` if there is room (or, with ``evict_oldest``, make room)."""
-        try:
-            self._pop_slot()
-        except IndexError:
-            pass
-        else:
-            self._append_record(record)
-            if len(self._queue) >= self._signal_at and not self._signal():
-                self._count_drop()
-                return False
-            return True
+        # A full queue is looked at first: raising IndexError for each refusal of a storm
+        # would cost more than the look costs an accepted record.
+        if self._slots:
+            try:
+                self._pop_slot()
+            except IndexError:
+                pass
+            else:
+                self._append_record(record)
+                if len(self._queue) >= self._signal_at and not self._signal():
+                    self._count_drop()
+                    return False
+                return True
+        if not evict_oldest and (self.sealed or not operator.length_hint(self._unmade)):
+            with self.lock:  # full (or closed): the common refusal, in this one frame
+                self.dropped += 1
+            return False
+        return self._try_add_slow(record, evict_oldest=evict_oldest)
+
+    def _try_add_slow(self, record: T, *, evict_oldest: bool) -> bool:
         if not self.sealed:
-            if self._take_slot():
+            if self._make_slot():
                 if self._append(record):
                     return True
             elif evict_oldest and self._evict_for(record):
@@ -208,6 +218,10 @@ class Intake(Generic[T]):
             pass
         else:
             return True
+        return self._make_slot()
+
+    def _make_slot(self) -> bool:
+        """Make a chunk of slots (if some are left to make) and take one of them."""
         if not operator.length_hint(self._unmade):
             return False  # every slot is made: the queue is full
         with self.lock:

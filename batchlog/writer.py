@@ -332,7 +332,9 @@ class BatchWriter(Generic[T]):
         Returns:
             Whether the record was accepted; a refused one is counted as dropped.
         """
-        return self._intake.try_add(record, evict_oldest=evict_oldest)
+        if evict_oldest:
+            return self._intake.try_add(record, evict_oldest=True)
+        return self._intake.try_add(record)
 
     def offer(self, record: T) -> bool:
         """Hand ``record`` over by the writer's ``overflow`` policy; never raises for a refusal.

@@ -4,8 +4,8 @@ Every candidate runs the same loop, ``for record in range(n): put(record)``,
 single-threaded and with 4 producer threads that start together at a Barrier; the
 aggregate cost is wall time / records, best of the repeats.
 
-- ``BatchWriter.add`` / ``BatchWriter.try_add``: capacity 1000, max_queue_size 100_000,
-  flush_interval 0.05 s, a sink that does nothing (it keeps up). After each repeat the
+- ``BatchWriter.add`` / ``BatchWriter.try_add``: default settings (capacity 100, the default
+  max_queue_size), flush_interval 1 s, a sink that does nothing (it keeps up). After each repeat the
   writer is closed and must have processed every record it accepted. ``add`` must accept
   all; ``try_add`` refuses records when the worker thread gets too little of the GIL to
   keep up with several producers, and the table shows the share it refused.
@@ -39,11 +39,11 @@ __all__ = ["SUITE", "Report", "Row", "Sizes", "header_lines", "result_lines", "r
 
 SUITE = "writer"
 THREAD_COUNTS = (1, 4)
-CAPACITY = 1000
-MAX_QUEUE_SIZE = 100_000
-FLUSH_INTERVAL = 0.05
+CAPACITY = 100  # BatchingHandler's default capacity
+MAX_QUEUE_SIZE = None  # the default: max(10_000, 10 * capacity)
+FLUSH_INTERVAL = 1.0
 #: The targets: cost against the floor, speed-up over Queue.put, 4-thread cost / 1-thread.
-FLOOR_TARGET = 1.5
+FLOOR_TARGET = 1.1
 QUEUE_PUT_TARGET = 3.0
 SCALING_TARGET = 1.25
 
@@ -239,7 +239,7 @@ def run(chosen: Sizes) -> Report:
         ratio = single / ns_per_op[floor.name, 1]
         hold(
             Ratio(SUITE, f"{method} / floor, 1 thread", ratio, FLOOR_TARGET, at_most=True),
-            f"{name} <= 1.5x floor, 1 thread ({ratio:.2f}x)",
+            f"{name} <= {FLOOR_TARGET}x floor, 1 thread ({ratio:.2f}x)",
         )
         for threads in THREAD_COUNTS:
             speedup = ns_per_op[queue_put.name, threads] / ns_per_op[name, threads]
