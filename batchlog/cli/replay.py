@@ -18,6 +18,12 @@ from ._options import positive_int
 __all__ = ["add_parser", "resolve_sink_spec"]
 
 
+def _bare(spec: str) -> str:
+    """``spec`` without surrounding blanks and dictConfig's ``ext://`` prefix."""
+    text = spec.strip()
+    return text[len("ext://") :] if text.startswith("ext://") else text
+
+
 def resolve_sink_spec(spec: str) -> Callable[[list[Any]], object]:
     """Return the sink that a command-line ``--sink`` value names.
 
@@ -31,9 +37,7 @@ def resolve_sink_spec(spec: str) -> Callable[[list[Any]], object]:
 
     .. versionadded:: 0.1.0
     """
-    # TODO(public API): batchlog has no public way to import a "pkg.mod:attr" string as
-    # configuration does (ext:// and all); until it has, the tooling borrows the private one.
-    from batchlog._sinkspec import import_string
+    import pkgutil
 
     scheme, colon, rest = spec.partition(":")
     if colon and scheme in {"sqlite", "jsonl"}:
@@ -52,7 +56,11 @@ def resolve_sink_spec(spec: str) -> Callable[[list[Any]], object]:
     if not spec.strip():
         msg = "the sink is empty; give sqlite:PATH, jsonl:PATH or pkg.mod:attr"
         raise ValueError(msg)
-    obj = import_string(spec, what="sink")
+    try:
+        obj = pkgutil.resolve_name(_bare(spec))
+    except (ImportError, AttributeError, ValueError) as exc:
+        msg = f"sink {spec!r} cannot be imported: {exc}"
+        raise ValueError(msg) from None
     if isinstance(obj, type):
         obj = obj()
     if not callable(obj):

@@ -48,7 +48,7 @@ from .jsonl import StrPath
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["COLUMNS", "DEFAULT_PATH", "SQLiteSink", "create_table_sql"]
+__all__ = ["COLUMNS", "DEFAULT_PATH", "SQLiteSink", "create_table_sql", "row_values"]
 
 #: Where ``SQLiteSink`` writes when no path is given.
 DEFAULT_PATH = "batchlog.sqlite3"
@@ -118,8 +118,14 @@ _FIELD_VALUES = operator.itemgetter(*FIELDS)  # every field, in column order, in
 _PLAIN_TYPES = frozenset({str, int, float, type(None)})
 
 
-def _row(record: AnyRecord) -> tuple[Any, ...]:
-    """Return the column values of ``record``, ``extra`` as JSON text."""
+def row_values(record: AnyRecord) -> tuple[Any, ...]:
+    """Return the column values ``SQLiteSink`` stores for ``record``, in ``FIELDS`` order.
+
+    ``extra`` is JSON text. For code that must store exactly what the sink stores (the
+    sink benchmark's one-row-at-a-time baseline, say).
+
+    .. versionadded:: 0.2.0
+    """
     *fields, extra = _FIELD_VALUES(encode_record(record))
     # The encoding gives plain values (ints of ordinary records fit 64 bits): convert one
     # by one only when something else turns up.
@@ -215,7 +221,7 @@ class SQLiteSink:
                 batch was stored.
             ValueError: The sink is closed.
         """
-        rows = [_row(record) for record in batch]  # encode before taking the write lock
+        rows = [row_values(record) for record in batch]  # encode before taking the write lock
         if not rows:
             return
         import sqlite3
