@@ -20,6 +20,10 @@ import pytest
 from batchlog import BatchWriter
 from batchlog.testing import FakeClock
 
+#: The mutation harness (tests/mutation/) is run by hand, never collected as tests; its own
+#: conftest must not shadow this one for ``from conftest import ...``.
+collect_ignore = ["mutation"]
+
 #: Real seconds a test waits for another thread before it gives up (generous: busy CI).
 WAIT = 10.0
 #: Real seconds a blocked sink waits for its gate before giving up, so a bug fails, not hangs.
