@@ -154,6 +154,8 @@ def test_help_explains_the_command_with_examples(command, tmp_path):
         ["demo", "--threads", "0"],
         ["demo", "--threads", "100000"],
         ["demo", "--capacity", "-1"],
+        ["demo", "--capacity", "10000000000000"],
+        ["demo", "--max-queue-size", "10000000000000"],
         ["demo", "--interval", "0"],
         ["demo", "--interval", "nan"],
         ["demo", "--overflow", "sometimes"],

@@ -12,6 +12,7 @@ __all__ = [
     "positive_int",
     "require",
     "seconds",
+    "size",
     "thread_count",
 ]
 
@@ -33,6 +34,19 @@ def positive_int(text: str) -> int:
         number = 0
     if number < 1:
         msg = f"must be a whole number >= 1, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return number
+
+
+def size(text: str) -> int:
+    """Return ``text`` as a whole number from 1 to 2**40, the largest size a writer takes.
+
+    Raises:
+        argparse.ArgumentTypeError: It is not one; argparse reports the message as bad usage.
+    """
+    number = positive_int(text)
+    if number > 2**40:
+        msg = f"must be a whole number from 1 to 2**40 ({2**40:,}), not {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return number
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from batchlog import BatchingHandler, Metrics, OverflowPolicy
 from batchlog.metrics import METRIC_FIELDS
 
-from ._options import MOST_THREADS, positive_int, require, seconds, thread_count
+from ._options import MOST_THREADS, positive_int, require, seconds, size, thread_count
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -664,7 +664,7 @@ def add_parser(subcommands: Any) -> None:
     )
     parser.add_argument(
         "--capacity",
-        type=positive_int,
+        type=size,
         default=500,
         metavar="N",
         help="most records per batch handed to the sink (default: 500)",
@@ -686,7 +686,7 @@ def add_parser(subcommands: Any) -> None:
     )
     parser.add_argument(
         "--max-queue-size",
-        type=positive_int,
+        type=size,
         default=None,
         metavar="N",
         help="most records waiting for the sink, at least --capacity "
