@@ -5,6 +5,7 @@ structlog is imported when a processor is made, never by ``import batchlog``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import MutableMapping
 from typing import Any, Callable
 
@@ -90,7 +91,8 @@ class BatchingProcessor:
             self._sink,
             max_queue_size=max_queue_size,
             clear_buffers=clear_buffers,
-            on_close=self._close_sink,
+            # Not a bound method: the worker thread must not keep this processor alive.
+            on_close=functools.partial(_close_sink, self._sink),
             name=name or unique_name(type(self).__name__),
             overflow=overflow,
             block_timeout=block_timeout,
@@ -138,10 +140,12 @@ class BatchingProcessor:
         """Deliver everything, close the sink, stop; see ``BatchWriter.close``."""
         return self.writer.close(self.flush_timeout if timeout is None else timeout)
 
-    def _close_sink(self) -> None:
-        close = getattr(self._sink, "close", None)
-        if callable(close):
-            close()
-
     def __repr__(self) -> str:
         return f"<BatchingProcessor {self.writer.name!r} sink={self._sink!r}>"
+
+
+def _close_sink(sink: object) -> None:
+    """Call the sink's ``close()``, if it has one."""
+    close = getattr(sink, "close", None)
+    if callable(close):
+        close()

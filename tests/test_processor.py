@@ -397,3 +397,24 @@ def test_sink_logging_through_the_processor_is_dropped_and_counted(make_processo
     assert received == [f"event {number}" for number in range(4)]
     assert processor.metrics.flush_count == processor.metrics.records_dropped == 2
     assert output.getvalue() == ""
+
+
+# --------------------------------------------------------------------------- collection
+
+
+def _process_through_a_dropped_processor(sink) -> threading.Thread:
+    """Make a processor, hand it one event, drop it; return its writer's thread."""
+    processor = BatchingProcessor(sink, 100, 60.0, name=f"dropped-{id(sink)}")
+    with pytest.raises(structlog.DropEvent):
+        processor(None, "info", {"event": "last words"})
+    (thread,) = [t for t in threading.enumerate() if t.name == f"batchlog-{processor.writer.name}"]
+    return thread
+
+
+def test_unreferenced_processor_is_collected_and_its_thread_ends(sink):
+    """A processor nobody references is collected: its events are delivered, its thread ends."""
+    thread = _process_through_a_dropped_processor(sink)
+    gc.collect()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert sink.records == [{"event": "last words"}]
