@@ -2,18 +2,26 @@
 
 On the caller's thread ``handle`` does the least that keeps the record stable: filters,
 and only for a record whose message could still change (mutable arguments, a non-string
-message) or that carries a live traceback, a copy with the message merged and the
-exception rendered to text. Everything else, formatting included, happens on the writer's
-worker thread.
+message) or that carries an exception, a copy with the message merged and the exception
+captured (its chain and frame positions, no frame). A format not yet known to merge with
+any stable argument is merged once there, so a bad one is reported at the call site.
+Everything else, rendering exceptions and formatting included, happens on the writer's
+worker thread, whose callbacks hold the handler only weakly.
 """
 
 from __future__ import annotations
 
 import datetime
 import decimal
+import functools
+import linecache
 import logging
+import operator
+import re
 import sys
+import traceback
 import uuid
+import weakref
 from typing import Any, Callable
 
 from ._report import StderrReporter
@@ -50,6 +58,245 @@ _STABLE_ARG_TYPES = frozenset(
         datetime.timedelta,
     }
 )
+
+
+#: Formats proven to merge with any one stable argument: the caller skips the merge.
+_ONE_ARG_FORMATS: set[str] = set()
+#: For each format looked at: how many stable arguments it merges with whatever their
+#: values, or -1 when the merge must be tried (a conversion that can fail, like ``%d``).
+_ARG_COUNTS: dict[str, int] = {}
+_MAX_LEARNED_FORMATS = 4096  # messages built at run time must not grow it without bound
+# After a successful merge, every "%" starts a well-formed conversion; this finds its type.
+_CONVERSION = re.compile(r"%[-#0 +]*\d*(?:\.\d*)?[hlL]?(.)", re.DOTALL)
+_ANY_ARG_CONVERSIONS = frozenset("sra%")  # str(), repr(), ascii() of a stable value never fail
+
+
+def _stable_argument_count(msg: str) -> int:
+    """How many stable arguments ``msg`` merges with, whatever their values; -1 if unsure.
+
+    Only ``%s``, ``%r`` and ``%a`` (with flags, width, precision) and ``%%`` qualify:
+    ``%d`` fails for some values, ``%(key)s`` and ``*`` need other arguments.
+    """
+    if "%(" in msg or "*" in msg:
+        return -1
+    conversions = _CONVERSION.findall(msg)
+    if not _ANY_ARG_CONVERSIONS.issuperset(conversions):
+        return -1
+    return len(conversions) - conversions.count("%")
+
+
+def _learn_format(msg: str, arg_count: int) -> None:
+    """Remember whether ``msg`` always merges with ``arg_count`` stable arguments."""
+    if len(_ARG_COUNTS) >= _MAX_LEARNED_FORMATS:
+        return
+    count = _stable_argument_count(msg)
+    _ARG_COUNTS[msg] = count
+    if count == 1 == arg_count:
+        _ONE_ARG_FORMATS.add(msg)
+
+
+# traceback.print_exception (so Formatter.formatException) builds with compact=True (3.10+).
+_EXCEPTION_OPTIONS: dict[str, Any] = {"compact": True} if sys.version_info >= (3, 10) else {}
+_NO_GLOBALS: dict[str, Any] = {}  # linecache.lazycache was already asked on the caller
+
+
+class _Frame:
+    """What ``traceback`` reads of a frame: its code (no locals, no globals)."""
+
+    __slots__ = ("f_code", "f_globals")
+
+    def __init__(self, code: Any) -> None:
+        self.f_code = code
+        self.f_globals = _NO_GLOBALS
+
+
+class _Traceback:
+    """What ``traceback`` reads of a traceback entry, holding no frame."""
+
+    __slots__ = ("tb_frame", "tb_lasti", "tb_lineno", "tb_next")
+
+    def __init__(self, code: Any, lineno: int, lasti: int, tb_next: _Traceback | None) -> None:
+        self.tb_frame = _Frame(code)
+        self.tb_lineno = lineno
+        self.tb_lasti = lasti
+        self.tb_next = tb_next
+
+
+_FrameSpot = tuple[Any, int, int]  # (code object, line number, last instruction) of one entry
+
+
+def _spots(tb: Any) -> list[_FrameSpot]:
+    """Where each entry of the traceback ``tb`` stood, keeping code objects, never frames."""
+    spots = []
+    lazycache = linecache.lazycache
+    while tb is not None:
+        frame = tb.tb_frame
+        code = frame.f_code
+        lazycache(code.co_filename, frame.f_globals)  # as traceback does: a loader's source
+        spots.append((code, tb.tb_lineno, tb.tb_lasti))
+        tb = tb.tb_next
+    return spots
+
+
+class _CapturedException:
+    """An exception taken on the caller's thread, its text rendered later on the worker.
+
+    The caller pays for what cannot wait: the exception's chain (``__cause__``,
+    ``__context__``, groups) as a ``traceback.TracebackException`` without stack, and for
+    each stack the code objects and positions of its entries. No frame, local or exception
+    object is kept. ``render`` builds the stacks and gives exactly what
+    ``logging.Formatter().formatException`` would have; source lines come from
+    ``linecache`` then, as they do whenever a traceback is printed.
+    """
+
+    __slots__ = ("_exception", "_limit", "_stacks")
+
+    def __init__(self, exc_info: Any) -> None:
+        _, value, tb = exc_info
+        limit = getattr(sys, "tracebacklimit", None)  # read now, as formatting now would
+        self._limit = sys.maxsize if limit is None else max(limit, 0)
+        # limit=0: the chain now, no stack walked; the stacks are the expensive part.
+        self._exception = traceback.TracebackException(
+            type(value), value, tb, limit=0, lookup_lines=False, **_EXCEPTION_OPTIONS
+        )
+        self._stacks: list[tuple[traceback.TracebackException, list[_FrameSpot]]] = []
+        pending: list[tuple[traceback.TracebackException, Any, Any]] = [
+            (self._exception, value, tb)
+        ]
+        while pending:  # the same nodes TracebackException made, with their exceptions
+            node, exc, exc_tb = pending.pop()
+            self._stacks.append((node, _spots(exc_tb)))
+            if exc is None:
+                continue
+            cause = getattr(node, "__cause__", None)
+            if cause is not None:
+                pending.append((cause, exc.__cause__, exc.__cause__.__traceback__))
+            context = getattr(node, "__context__", None)
+            if context is not None:
+                pending.append((context, exc.__context__, exc.__context__.__traceback__))
+            members = getattr(node, "exceptions", None)
+            if members:
+                pending.extend(
+                    (member, error, error.__traceback__)
+                    for member, error in zip(members, exc.exceptions)
+                )
+
+    def render(self) -> str:
+        """Return the text ``logging.Formatter().formatException`` gives for the exception."""
+        for node, spots in self._stacks:
+            chain = None
+            for code, lineno, lasti in reversed(spots):
+                chain = _Traceback(code, lineno, lasti, chain)
+            # The public constructor walks our stand-in traceback as it would a real one.
+            node.stack = _stack_walker(
+                type(None), None, chain, limit=self._limit, lookup_lines=False
+            ).stack
+        text = "".join(self._exception.format(chain=True))
+        return text[:-1] if text[-1:] == "\n" else text
+
+
+_exc_text = operator.attrgetter("exc_text")
+# Typed loosely: it reads tb_frame, tb_lineno, tb_lasti and tb_next of any object.
+_stack_walker: Any = traceback.TracebackException
+
+
+def _render_exceptions(batch: list[logging.LogRecord]) -> None:
+    """Replace each captured exception in ``batch`` by its text (the records are copies)."""
+    try:
+        if not any(map(_exc_text, batch)):  # the common case, in C
+            return
+    except AttributeError:  # a record made some other way: look at each
+        pass
+    for record in batch:
+        captured = getattr(record, "exc_text", None)
+        if type(captured) is _CapturedException:
+            try:
+                record.exc_text = captured.render()
+            except Exception as exc:  # noqa: BLE001 -- the record is delivered regardless
+                record.exc_text = f"<exception could not be rendered: {exc!r}>"
+
+
+def _close_sink(sink: object) -> None:
+    """Call the sink's ``close()``, if it has one."""
+    close = getattr(sink, "close", None)
+    if callable(close):
+        close()
+
+
+def _no_sink(batch: list[logging.LogRecord]) -> None:
+    """Stands for the sink while the handler is being built."""
+
+
+def _uses_default_format_exception(formatter: logging.Formatter) -> bool:
+    """Whether ``formatter`` renders exceptions as ``logging.Formatter`` does."""
+    return getattr(type(formatter), "formatException", None) is logging.Formatter.formatException
+
+
+class _Delivery:
+    """The writer's ``flush_fn``: renders, formats (if a formatter is set), calls the sink.
+
+    It holds the handler weakly, so the worker thread does not keep a handler nobody
+    references alive; the formatter is mirrored here for batches left after that.
+    """
+
+    __slots__ = ("formatter", "handler", "sink")
+
+    def __init__(self, handler: BatchingHandler, sink: Sink) -> None:
+        self.handler = weakref.ref(handler)
+        self.sink = sink
+        self.formatter: logging.Formatter | None = None
+
+    def __call__(self, batch: list[logging.LogRecord]) -> None:
+        _render_exceptions(batch)
+        if self.formatter is None:
+            self.sink(batch)  # stable as they are: merged (or copied) at emit
+            return
+        self.sink([self._formatted_copy(record) for record in batch])
+
+    def _formatted_copy(self, record: logging.LogRecord) -> logging.LogRecord:
+        """Return a copy of ``record`` carrying ``formatted``; the original is untouched."""
+        copy = _copy_record(record)
+        handler = self.handler()
+        try:
+            # Also sets copy.message, asctime (and exc_text, when not rendered yet).
+            if handler is not None:
+                copy.formatted = handler.format(copy)
+            else:
+                formatter = self.formatter or logging.Formatter()
+                copy.formatted = formatter.format(copy)
+        except Exception:  # noqa: BLE001 -- one bad record must not sink the batch
+            if handler is not None:
+                handler.handleError(record)
+            return _placeholder(record)
+        return copy
+
+
+class _SinkFailureReport:
+    """The writer's ``on_error``: reports a failed batch like ``handleError`` would."""
+
+    __slots__ = ("name", "owner", "reporter")
+
+    def __init__(self, owner: str, name: str) -> None:
+        self.owner = owner
+        self.name = name
+        self.reporter = StderrReporter()
+
+    def __call__(self, exc: Exception, batch: list[logging.LogRecord]) -> None:
+        if logging.raiseExceptions:  # like handleError: silent when the app asks for that
+            self.reporter.report(
+                f"{self.owner} {self.name!r}: the sink raised on a batch "
+                f"of {len(batch)} records (counted in metrics.records_failed)",
+                exc,
+            )
+
+
+def _placeholder(record: logging.LogRecord) -> logging.LogRecord:
+    """Return a copy of an unformattable ``record`` whose message says what it was."""
+    copy = _copy_record(record)
+    fallback = f"<unformattable record: msg={record.msg!r} args={record.args!r}>"
+    copy.msg, copy.args = fallback, None
+    copy.message = copy.formatted = fallback
+    return copy
 
 
 def _copy_record(record: logging.LogRecord) -> logging.LogRecord:
@@ -96,9 +343,10 @@ class BatchingHandler(logging.Handler):
 
     The records the sink receives are stable: ``record.getMessage()`` gives the text as it
     was when logged, and an exception is already text in ``exc_text`` (``exc_info`` is
-    None). A record whose arguments could change later, or that carried an exception, was
-    copied at emit time; any other is the logged record itself, shared with other
-    handlers, so a sink must not modify it.
+    None), rendered on the worker thread exactly as ``logging.Formatter`` renders it
+    (source lines read from ``linecache`` then). A record whose arguments could change
+    later, or that carried an exception, was copied at emit time; any other is the logged
+    record itself, shared with other handlers, so a sink must not modify it.
 
     Formatted text: give the handler a formatter (``setFormatter``, or dictConfig's
     ``formatter``) and every record the sink receives is a copy with a ``formatted``
@@ -127,6 +375,8 @@ class BatchingHandler(logging.Handler):
         name: str | None = None,
         flush_timeout: float | None = DEFAULT_FLUSH_TIMEOUT,
     ) -> None:
+        # Before Handler.__init__, which sets self.formatter (mirrored into the delivery).
+        self._delivery = _Delivery(self, _no_sink)
         super().__init__(level_number(level))
         capacity = number_from_config(capacity, int)
         flush_interval = number_from_config(flush_interval, float)
@@ -138,16 +388,20 @@ class BatchingHandler(logging.Handler):
             None if flush_level is None else level_number(flush_level, what="flush_level")
         )
         self.flush_timeout = check_seconds("flush_timeout", flush_timeout, allow_none=True)
-        self._reporter = StderrReporter()
+        name = name or unique_name(type(self).__name__)
+        # The worker holds these, never the handler: a handler nobody references is
+        # collected, and with it its writer, whose finalizer delivers what is left.
+        self._delivery.sink = self._sink
+        self._failure_report = _SinkFailureReport(type(self).__name__, name)
         self._writer: BatchWriter[logging.LogRecord] = BatchWriter(
             capacity,
             flush_interval,
-            self._deliver,
+            self._delivery,
             max_queue_size=max_queue_size,
             clear_buffers=clear_buffers,
-            on_error=self._on_sink_error,
-            on_close=self._close_sink,
-            name=name or unique_name(type(self).__name__),
+            on_error=self._failure_report,
+            on_close=functools.partial(_close_sink, self._sink),
+            name=name,
             overflow=overflow,
             block_timeout=block_timeout,
             close_at_exit=False,  # logging.shutdown() closes it, after other atexit hooks log
@@ -171,20 +425,28 @@ class BatchingHandler(logging.Handler):
         """The sink batches go to."""
         return self._sink
 
+    @property
+    def formatter(self) -> logging.Formatter | None:
+        """The formatter applied on the worker thread (None: records are not formatted)."""
+        return self._delivery.formatter
+
+    @formatter.setter
+    def formatter(self, formatter: logging.Formatter | None) -> None:
+        self._delivery.formatter = formatter
+
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
         return f"<{type(self).__name__} {self._writer.name!r} ({level}) sink={self._sink!r}>"
 
     # ------------------------------------------------------------------ caller's thread
 
-    def handle(  # noqa: PLR0912 -- one frame on purpose: this is the caller's whole cost
-        self, record: logging.LogRecord, *, _filtered: bool = False
-    ) -> Any:
+    def handle(self, record: logging.LogRecord, *, _filtered: bool = False) -> Any:
         """Filter ``record`` and hand it to the writer by the overflow policy; never raises.
 
-        This is the caller's whole cost, so it runs in one frame, takes no lock, and uses
-        the writer's lock-free fast path inline; the overflow policy is consulted only
-        when the queue is full or closed.
+        This is the caller's whole cost, so the common record (a str message and one
+        argument of a stable type, in a format known to merge with any such value) costs
+        a few checks and the writer's ``offer``: no lock, no copy, no merge. Anything else
+        goes through ``_prepare``.
 
         Returns what ``logging.Handler.handle`` returns: whether the record passed the
         filters (on Python 3.12+, the record itself when it did).
@@ -197,33 +459,27 @@ class BatchingHandler(logging.Handler):
                 record = result
         offered = False
         try:
-            # Merge the message now (a bad format fails here, as in the stdlib), but copy
-            # the record only if what the sink would see could still change.
             args = record.args
-            msg = record.msg
-            if type(msg) is not str or record.exc_info:
-                record = self._freeze(record)
+            if record.exc_info:
+                record = self._prepare(record)
             elif args:
-                # Immutable arguments need no copy, but the merge must still work now.
-                if type(args) is not tuple:  # a mapping of arguments may be mutated later
-                    record = self._freeze(record)
-                elif len(args) == 1:  # the common case, without a loop
-                    if type(args[0]) in _STABLE_ARG_TYPES:
-                        msg % args  # a bad format raises here, as it would in the stdlib
-                    else:
-                        record = self._freeze(record)
-                else:
-                    for arg in args:
-                        if type(arg) not in _STABLE_ARG_TYPES:
-                            record = self._freeze(record)
-                            break
-                    else:
-                        msg % args
+                if not (
+                    type(args) is tuple
+                    and len(args) == 1
+                    and type(args[0]) in _STABLE_ARG_TYPES
+                    and type(record.msg) is str
+                    and record.msg in _ONE_ARG_FORMATS
+                ):
+                    record = self._prepare(record)
+            elif type(record.msg) is not str:
+                record = self._prepare(record)
             offered = True
             # By the overflow policy; a refused record is counted in records_dropped.
-            accepted = self._offer(record)
-            flush_level = self._flush_level
-            if accepted and flush_level is not None and record.levelno >= flush_level:
+            if (
+                self._offer(record)
+                and self._flush_level is not None
+                and record.levelno >= self._flush_level
+            ):
                 self._writer.flush(timeout=0)  # wake the worker; do not wait for the sink
         except RecursionError:
             raise
@@ -237,11 +493,32 @@ class BatchingHandler(logging.Handler):
         """Hand ``record`` to the writer by the overflow policy, unfiltered; never raises."""
         self.handle(record, _filtered=True)
 
-    def _freeze(self, record: logging.LogRecord) -> logging.LogRecord:
-        """Return a copy with the message merged now and the traceback as text.
+    def _prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        """Return what the sink may receive for ``record``: it, or a stable copy.
 
-        Nothing the caller still holds (arguments, frames) can then change it or be kept
-        alive by it.
+        A bad format raises here, on the caller's thread, as in the stdlib.
+        """
+        msg, args = record.msg, record.args
+        if record.exc_info or type(msg) is not str or type(args) is not tuple:
+            return self._freeze(record)
+        for arg in args:
+            if type(arg) not in _STABLE_ARG_TYPES:
+                return self._freeze(record)
+        # Immutable arguments need no copy; the merge is skipped only for a format known
+        # to work with any such values, so a bad one is still reported now.
+        known = _ARG_COUNTS.get(msg)
+        if known != len(args):
+            msg % args  # raises for a bad format
+            if known is None:
+                _learn_format(msg, len(args))
+        return record
+
+    def _freeze(self, record: logging.LogRecord) -> logging.LogRecord:
+        """Return a copy with the message merged now and the exception captured.
+
+        Nothing the caller still holds (arguments, frames, locals) can then change it or be
+        kept alive by it. The exception's text is rendered on the worker thread, unless
+        the formatter renders exceptions its own way (it is given the live exception now).
         """
         copy = _copy_record(record)
         if type(record.msg) is dict and not record.args:
@@ -250,52 +527,16 @@ class BatchingHandler(logging.Handler):
         else:
             copy.msg = record.getMessage()
             copy.args = None
-        if record.exc_info:
+        exc_info = record.exc_info
+        if exc_info:
             if not record.exc_text:
-                formatter = self.formatter or logging.Formatter()
-                copy.exc_text = formatter.formatException(record.exc_info)
+                formatter = self.formatter
+                if formatter is None or _uses_default_format_exception(formatter):
+                    copy.__dict__["exc_text"] = _CapturedException(exc_info)
+                else:
+                    copy.exc_text = formatter.formatException(exc_info)
             copy.exc_info = None
         return copy
-
-    # ------------------------------------------------------------------ worker thread
-
-    def _deliver(self, batch: list[logging.LogRecord]) -> None:
-        """Format the batch if a formatter is set (on the worker thread); call the sink."""
-        if self.formatter is not None:
-            self._sink([self._formatted_copy(record) for record in batch])
-            return
-        self._sink(batch)  # stable as they are: merged (or copied) at emit
-
-    def _placeholder(self, record: logging.LogRecord) -> logging.LogRecord:
-        """Return a copy of an unformattable ``record`` whose message says what it was."""
-        copy = _copy_record(record)
-        fallback = f"<unformattable record: msg={record.msg!r} args={record.args!r}>"
-        copy.msg, copy.args = fallback, None
-        copy.message = copy.formatted = fallback
-        return copy
-
-    def _formatted_copy(self, record: logging.LogRecord) -> logging.LogRecord:
-        """Return a copy of ``record`` carrying ``formatted``; the original is untouched."""
-        copy = _copy_record(record)
-        try:
-            copy.formatted = self.format(copy)  # also sets copy.message, asctime, exc_text
-        except Exception:  # noqa: BLE001 -- one bad record must not sink the batch
-            self.handleError(record)
-            return self._placeholder(record)
-        return copy
-
-    def _on_sink_error(self, exc: Exception, batch: list[logging.LogRecord]) -> None:
-        if logging.raiseExceptions:  # like handleError: silent when the app asks for that
-            self._reporter.report(
-                f"{type(self).__name__} {self._writer.name!r}: the sink raised on a batch "
-                f"of {len(batch)} records (counted in metrics.records_failed)",
-                exc,
-            )
-
-    def _close_sink(self) -> None:
-        close = getattr(self._sink, "close", None)
-        if callable(close):
-            close()
 
     # ------------------------------------------------------------------ flush and close
 
@@ -331,6 +572,7 @@ class BatchingHandler(logging.Handler):
         super().set_name(name)
         if name:
             self._writer.name = name
+            self._failure_report.name = name
 
     # logging.Handler.name is a property bound to the base class's set_name: rebind it.
     name = property(logging.Handler.get_name, set_name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 import threading
 import weakref
 
@@ -12,6 +13,7 @@ import pytest
 from conftest import WAIT, LogCapture
 
 from batchlog import BatchingHandler, BatchWriter, OverflowPolicy
+from batchlog import handler as handler_module
 
 
 def messages(records: list[logging.LogRecord]) -> list[str]:
@@ -434,6 +436,102 @@ def test_non_string_message_is_frozen(make_handler, make_logger, sink):
     assert messages(sink.records) == ["count=1"]
 
 
+def test_stable_argument_record_reaches_the_sink_as_logged(make_handler, make_logger, sink):
+    """A str message with stable arguments is not copied, and merges as it did when logged."""
+    capture = LogCapture()
+    handler = make_handler(sink)
+    logger = make_logger(handler, capture)
+    for number in range(3):
+        logger.info("user %s logged in", number)
+    handler.flush()
+    assert messages(sink.records) == [f"user {number} logged in" for number in range(3)]
+    assert [id(record) for record in sink.records] == [id(record) for record in capture.records]
+
+
+def test_mutable_argument_is_copied_even_in_a_known_format(make_handler, make_logger, sink):
+    """A format learned with a stable argument still copies a record whose argument can change."""
+    handler = make_handler(sink)
+    logger = make_logger(handler)
+    logger.info("cart: %s", "empty")  # the format is now known to merge with any stable arg
+    cart = ["apple"]
+    logger.info("cart: %s", cart)
+    cart.append("pear")
+    handler.flush()
+    assert messages(sink.records) == ["cart: empty", "cart: ['apple']"]
+
+
+def test_known_format_with_the_wrong_argument_count_goes_to_handle_error(
+    make_handler, make_logger, sink, capsys
+):
+    """A format known for one argument, logged with two, is reported at once, not delivered."""
+    handler = make_handler(sink)
+    logger = make_logger(handler)
+    logger.info("only %s", "one")
+    logger.info("only %s", "one", "two")  # noqa: PLE1205 -- the bad call under test
+    handler.flush()
+    assert messages(sink.records) == ["only one"]
+    assert "not all arguments converted" in capsys.readouterr().err
+    assert handler.metrics.records_dropped == 1
+
+
+@pytest.mark.parametrize(
+    ("msg", "count"),
+    [
+        ("no conversion", 0),
+        ("%s", 1),
+        ("%s %r %a", 3),
+        ("%-10s|%.3r|%5.2a", 3),
+        ("100%% of %s", 1),
+        ("%d items", -1),
+        ("%s and %f", -1),
+        ("%(user)s", -1),
+        ("%*s", -1),
+    ],
+)
+def test_only_conversions_that_cannot_fail_skip_the_merge(msg, count):
+    """%s, %r and %a (and %%) merge with any stable value; other conversions are tried."""
+    assert count == handler_module._stable_argument_count(msg)
+
+
+def test_formats_learned_are_bounded(make_handler, make_logger, sink, monkeypatch):
+    """Once the table of known formats is full, new formats are merged each time, correctly."""
+    monkeypatch.setattr(handler_module, "_MAX_LEARNED_FORMATS", len(handler_module._ARG_COUNTS))
+    handler = make_handler(sink)
+    logger = make_logger(handler)
+    logger.info("not learned %s", 1)
+    logger.info("not learned %s", 2)
+    handler.flush()
+    assert "not learned %s" not in handler_module._ARG_COUNTS
+    assert messages(sink.records) == ["not learned 1", "not learned 2"]
+
+
+def test_bad_format_is_reported_on_the_callers_thread_naming_the_call_site(
+    make_handler, make_logger, sink, capsys
+):
+    """handleError gets the bad record when it is logged, with its pathname and line."""
+    reported: list[tuple[str, int, threading.Thread]] = []
+
+    class NotingHandler(BatchingHandler):
+        def handleError(self, record):  # noqa: N802 -- logging's name
+            reported.append((record.pathname, record.lineno, threading.current_thread()))
+            super().handleError(record)
+
+    handler = NotingHandler(sink, 100, 60.0)
+    logger = make_logger(handler)
+    try:
+        logger.info("first %s", 1)
+        line = sys._getframe().f_lineno + 1
+        logger.info("%d items", "many")
+        logger.info("last %s", 2)
+        handler.flush()
+    finally:
+        handler.close()
+    assert [(__file__, line, threading.current_thread())] == reported
+    assert messages(sink.records) == ["first 1", "last 2"]
+    err = capsys.readouterr().err
+    assert f'File "{__file__}", line {line}' in err
+
+
 def test_exception_is_rendered_to_text(make_handler, make_logger, sink):
     """A logged exception reaches the sink as exc_text, with exc_info None."""
     handler = make_handler(sink)
@@ -460,6 +558,145 @@ def test_traceback_frames_are_not_kept_alive_until_the_flush(make_handler, make_
         logger.exception("failed")
     gc.collect()
     assert refs[0]() is None
+    handler.flush()
+    assert "ValueError: boom" in sink.records[0].exc_text
+
+
+def raise_chained() -> None:
+    """Raise ``KeyError`` from a ``ValueError``, during the handling of a ``ZeroDivisionError``."""
+    try:
+        1 / 0  # noqa: B018 -- raises
+    except ZeroDivisionError:
+        try:
+            raise_boom()
+        except ValueError as exc:
+            raise KeyError("missing") from exc
+
+
+def test_chained_exception_text_is_the_formatters(make_handler, make_logger, sink):
+    """exc_text is exactly Formatter().formatException(exc_info) for a chained exception."""
+    handler = make_handler(sink)
+    logger = make_logger(handler)
+    try:
+        raise_chained()
+    except KeyError:
+        expected = logging.Formatter().formatException(sys.exc_info())
+        logger.exception("failed")
+    handler.flush()
+    assert expected == sink.records[0].exc_text
+    assert "The above exception was the direct cause" in expected
+
+
+def test_exc_info_true_text_is_the_formatters(make_handler, make_logger, sink):
+    """logger.error(..., exc_info=True) gives the same text as the stdlib formatter."""
+    handler = make_handler(sink)
+    logger = make_logger(handler)
+    try:
+        try:
+            raise_boom()
+        except ValueError:
+            {}["key"]
+    except KeyError:
+        expected = logging.Formatter().formatException(sys.exc_info())
+        logger.error("failed", exc_info=True)
+    handler.flush()
+    assert expected == sink.records[0].exc_text
+    assert "During handling of the above exception" in expected
+
+
+def test_exception_outside_an_except_block_is_the_formatters(make_handler, make_logger, sink):
+    """logger.exception with no exception being handled gives the stdlib's "NoneType: None"."""
+    handler = make_handler(sink)
+    make_logger(handler).exception("nothing raised")
+    handler.flush()
+    assert logging.Formatter().formatException((None, None, None)) == sink.records[0].exc_text
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception groups are 3.11+")
+def test_exception_group_text_is_the_formatters(make_handler, make_logger, sink):
+    """An exception group renders with its members, as the stdlib formatter does."""
+    handler = make_handler(sink)
+    logger = make_logger(handler)
+    try:
+        try:
+            raise_boom()
+        except ValueError as exc:
+            raise ExceptionGroup("many", [exc, KeyError("k")]) from None  # noqa: F821 -- 3.11+
+    except Exception:
+        expected = logging.Formatter().formatException(sys.exc_info())
+        logger.exception("failed")
+    handler.flush()
+    assert expected == sink.records[0].exc_text
+
+
+def test_traceback_limit_is_the_one_in_force_when_logged(
+    make_handler, make_logger, sink, monkeypatch
+):
+    """sys.tracebacklimit applies as when the exception was logged, not when rendered."""
+    handler = make_handler(sink)
+    logger = make_logger(handler)
+    monkeypatch.setattr(sys, "tracebacklimit", 1, raising=False)
+    try:
+        raise_chained()
+    except KeyError:
+        expected = logging.Formatter().formatException(sys.exc_info())
+        logger.exception("failed")
+    monkeypatch.setattr(sys, "tracebacklimit", 1000)
+    handler.flush()
+    assert expected == sink.records[0].exc_text
+
+
+def test_formatted_exception_text_is_the_formatters(make_handler, make_logger, sink):
+    """With a formatter, ``formatted`` is what it gives for the live record."""
+    formatter = logging.Formatter("%(levelname)s %(message)s")
+    handler = make_handler(sink)
+    handler.setFormatter(formatter)
+    capture = LogCapture()
+    logger = make_logger(handler, capture)
+    try:
+        raise_chained()
+    except KeyError:
+        logger.exception("failed")
+        expected = logging.Formatter("%(levelname)s %(message)s").format(capture.records[0])
+    handler.flush()
+    assert expected == sink.records[0].formatted
+
+
+def test_custom_format_exception_runs_with_the_live_exception(make_handler, make_logger, sink):
+    """A formatter with its own formatException gets the real exc_info, on the caller."""
+
+    class ShortFormatter(logging.Formatter):
+        def formatException(self, ei):  # noqa: N802 -- logging's name
+            return f"{ei[0].__name__} at line {ei[2].tb_lineno}"
+
+    handler = make_handler(sink)
+    handler.setFormatter(ShortFormatter("%(message)s"))
+    logger = make_logger(handler)
+    try:
+        raise_boom()
+    except ValueError:
+        line = sys.exc_info()[2].tb_lineno
+        logger.exception("failed")
+    handler.flush()
+    assert f"failed\nValueError at line {line}" == sink.records[0].formatted
+
+
+def test_no_frame_outlives_logger_exception(make_handler, make_logger, sink):
+    """Right after the except block, with no garbage collection, the raising frame's locals
+    are gone: the waiting record holds no frame, traceback or exception."""
+    handler = make_handler(sink, capacity=100, flush_interval=60)
+    logger = make_logger(handler)
+    refs: list[weakref.ref[Payload]] = []
+    gc.disable()
+    try:
+        try:
+            raise_holding_a_local(refs)
+        except ValueError:
+            logger.exception("failed")
+        assert refs[0]() is None
+        assert handler.metrics.records_in_buffer == 1  # not flushed yet
+    finally:
+        gc.enable()
     handler.flush()
     assert "ValueError: boom" in sink.records[0].exc_text
 
@@ -708,3 +945,46 @@ def test_writer_is_a_batch_writer_with_the_handlers_settings(make_handler, sink)
     writer = make_handler(sink, capacity=7, flush_interval=2.5, max_queue_size=70).writer
     assert isinstance(writer, BatchWriter)
     assert (writer.capacity, writer.flush_interval, writer.max_queue_size) == (7, 2.5, 70)
+
+
+def test_formatter_assigned_directly_is_applied(make_handler, make_logger, sink):
+    """``handler.formatter = ...`` (not setFormatter) formats what the sink receives."""
+    handler = make_handler(sink)
+    handler.formatter = logging.Formatter("<%(message)s>")
+    make_logger(handler).info("hello %s", "you")
+    handler.flush()
+    assert [record.formatted for record in sink.records] == ["<hello you>"]
+
+
+# --------------------------------------------------------------------------- collection
+
+
+def _log_through_a_dropped_handler(sink, formatter=None) -> threading.Thread:
+    """Make a handler, log one record through it, drop it; return its writer's thread."""
+    handler = BatchingHandler(sink, 100, 60.0, name=f"dropped-{id(sink)}")
+    handler.setFormatter(formatter)
+    logger = logging.getLogger(f"batchlog-tests.dropped-{id(sink)}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.warning("last words")
+    logger.removeHandler(handler)
+    (thread,) = [t for t in threading.enumerate() if t.name == f"batchlog-{handler.writer.name}"]
+    return thread
+
+
+def test_unreferenced_handler_is_collected_and_its_thread_ends(sink):
+    """A handler nobody references is collected: its records are delivered, its thread ends."""
+    thread = _log_through_a_dropped_handler(sink)
+    gc.collect()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert messages(sink.records) == ["last words"]
+
+
+def test_unreferenced_handler_still_formats_its_last_records(sink):
+    """Records a collected handler left behind are formatted with its formatter."""
+    thread = _log_through_a_dropped_handler(sink, logging.Formatter("%(levelname)s %(message)s"))
+    gc.collect()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert [record.formatted for record in sink.records] == ["WARNING last words"]
