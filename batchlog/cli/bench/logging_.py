@@ -14,7 +14,11 @@ when importable (skipped otherwise).
    handler is closed and must account for every record: processed + dropped == logged.
 2. ``handler.handle(record)`` on one pre-made LogRecord: BatchingHandler, a do-nothing
    Handler, and QueueHandler (whose queue a QueueListener drains).
-3. structlog: ``[add_log_level, BatchingProcessor(...)]`` against
+3. ``logger.exception("user %s failed", 42)`` in the ``except`` block of a call that raised
+   two frames deep (the raise and the catch are in every repeat of both candidates),
+   through NullHandler and BatchingHandler ``block``, one thread, a twentieth as many
+   records.
+4. structlog: ``[add_log_level, BatchingProcessor(...)]`` against
    ``[add_log_level, JSONRenderer()]`` printing to ``os.devnull``.
 """
 
@@ -63,11 +67,14 @@ MAX_QUEUE_SIZE = 100_000
 FLUSH_INTERVAL = 0.05
 POLICIES = ("block", "drop_newest", "drop_oldest")
 FLOOR = "NullHandler (floor)"
-#: The targets: handle() against a no-op Handler and QueueHandler; 4-thread logger.info
-#: against NullHandler; a structlog chain against JSONRenderer's.
-HANDLE_TARGET = 1.0
+#: The targets: handle() against a no-op Handler and QueueHandler; logger.info (1 and 4
+#: threads) and logger.exception against NullHandler; a structlog chain against
+#: JSONRenderer's.
+HANDLE_TARGET = 1.5
 QUEUE_HANDLE_TARGET = 5.0
-FOUR_THREADS_TARGET = 1.3
+INFO_TARGET = 1.2
+EXCEPTION_TARGET = 4.0
+EXCEPTION_SHARE = 20  # logger.exception runs per_thread // EXCEPTION_SHARE times
 STRUCTLOG_TARGET = 1.0
 
 Call = Callable[[], object]
@@ -268,7 +275,23 @@ class _Best:
     lost: int | None = None
 
 
-def _measure_logger(candidate: _Candidate, threads: int, per_thread: int, repeats: int) -> _Best:
+def _fail(depth: int) -> None:
+    """Raise ``ValueError`` ``depth`` calls below this one."""
+    if depth == 0:
+        msg = "boom"
+        raise ValueError(msg)
+    _fail(depth - 1)
+
+
+def _measure_logger(
+    candidate: _Candidate,
+    threads: int,
+    per_thread: int,
+    repeats: int,
+    *,
+    exception: bool = False,
+) -> _Best:
+    """Best µs per ``logger.info`` (or, with ``exception``, per raise + ``logger.exception``)."""
     logged = threads * per_thread
     logger = logging.getLogger(f"bench.{candidate.name}")
     logger.propagate = False
@@ -279,13 +302,21 @@ def _measure_logger(candidate: _Candidate, threads: int, per_thread: int, repeat
         handler = candidate.setup()
         logger.handlers = [handler]
         info = logger.info
+        log_exception = logger.exception
 
         def work(count: int, info: Callable[..., None] = info) -> None:
             for _ in range(count):
                 info("user %s logged in", 42)
 
+        def work_exception(count: int, log: Callable[..., None] = log_exception) -> None:
+            for _ in range(count):
+                try:
+                    _fail(2)
+                except ValueError:
+                    log("user %s failed", 42)
+
         gc.collect()
-        seconds = run_threads(work, threads, per_thread)
+        seconds = run_threads(work_exception if exception else work, threads, per_thread)
         logger.handlers = []
         outcome = candidate.finish(logged)
         dropped, lost = outcome if outcome is not None else (None, None)
@@ -417,6 +448,7 @@ class Report:
     rows: list[LoggerRow]
     handle_rows: list[HandleRow]
     structlog_rows: list[LoggerRow]  # empty when structlog is not importable
+    exception_rows: list[LoggerRow]
     checks: list[Check]
     ratios: list[Ratio]
     otel_measured: bool
@@ -459,6 +491,26 @@ def run(chosen: Sizes) -> Report:
         for (name, threads), best in results.items()
     ]
 
+    exception_calls = max(1, per_thread // EXCEPTION_SHARE)
+    exception_candidates = [candidates[0], next(c for c in candidates if c.name.endswith("block"))]
+    exception_results = {
+        candidate.name: _measure_logger(candidate, 1, exception_calls, repeats, exception=True)
+        for candidate in exception_candidates
+    }
+    floor_exception = exception_results[FLOOR].us
+    exception_rows = [
+        LoggerRow(
+            name,
+            1,
+            best.us,
+            best.us - floor_exception,
+            best.us / floor_exception,
+            best.dropped,
+            best.lost,
+        )
+        for name, best in exception_results.items()
+    ]
+
     record = logging.getLogger("bench.handle").makeRecord(
         "bench.handle", logging.INFO, __file__, 1, "user %s logged in", (42,), None
     )
@@ -479,11 +531,15 @@ def run(chosen: Sizes) -> Report:
                     structlog, threads, per_thread, repeats, batching=batching
                 )
 
-    checks, ratios = _targets(results, handle_us, structlog_results)
+    checks, ratios = _targets(results, handle_us, structlog_results, exception_results)
     lost = sorted(
         {
             name
-            for (name, _), result in [*results.items(), *structlog_results.items()]
+            for (name, _), result in [
+                *results.items(),
+                *structlog_results.items(),
+                *(((name, 1), best) for name, best in exception_results.items()),
+            ]
             if result.lost and not name.startswith("OTel")  # OTel drops silently when full
         }
     )
@@ -497,6 +553,7 @@ def run(chosen: Sizes) -> Report:
             LoggerRow(label, threads, best.us, 0.0, 1.0, best.dropped, best.lost)
             for (label, threads), best in structlog_results.items()
         ],
+        exception_rows=exception_rows,
         checks=checks,
         ratios=ratios,
         otel_measured=sdk is not None,
@@ -509,25 +566,39 @@ def _targets(
     results: dict[tuple[str, int], _Best],
     handle_us: dict[str, float],
     structlog_results: dict[tuple[str, int], _Best],
+    exception_results: dict[str, _Best],
 ) -> tuple[list[Check], list[Ratio]]:
     batching_handle = handle_us["BatchingHandler.handle"]
     noop_handle = handle_us["Handler(no-op).handle"]
     queue_handle = handle_us["QueueHandler.handle"]
-    four = results["BatchingHandler block", 4].us / results[FLOOR, 4].us
+    info = {
+        threads: results["BatchingHandler block", threads].us / results[FLOOR, threads].us
+        for threads in THREAD_COUNTS
+    }
+    exception = exception_results["BatchingHandler block"].us / exception_results[FLOOR].us
     checks = [
         Check(
-            f"BatchingHandler.handle <= no-op Handler.handle "
+            f"BatchingHandler.handle <= {HANDLE_TARGET}x no-op Handler.handle "
             f"({batching_handle:.3f} vs {noop_handle:.3f} us)",
-            batching_handle <= noop_handle,
+            batching_handle <= HANDLE_TARGET * noop_handle,
         ),
         Check(
             f"BatchingHandler.handle <= 1/5 QueueHandler.handle "
             f"({queue_handle / batching_handle:.1f}x faster)",
             batching_handle * QUEUE_HANDLE_TARGET <= queue_handle,
         ),
+        *(
+            Check(
+                f"logger.info via BatchingHandler (block), {threads} thread(s) <= "
+                f"{INFO_TARGET}x NullHandler ({ratio:.2f}x)",
+                ratio <= INFO_TARGET,
+            )
+            for threads, ratio in info.items()
+        ),
         Check(
-            f"logger.info via BatchingHandler (block), 4 threads <= 1.3x NullHandler ({four:.2f}x)",
-            four <= FOUR_THREADS_TARGET,
+            f"logger.exception via BatchingHandler (block) <= {EXCEPTION_TARGET}x "
+            f"NullHandler ({exception:.2f}x)",
+            exception <= EXCEPTION_TARGET,
         ),
     ]
     ratios = [
@@ -544,11 +615,21 @@ def _targets(
             queue_handle / batching_handle,
             QUEUE_HANDLE_TARGET,
         ),
+        *(
+            Ratio(
+                SUITE,
+                f"info(), {threads} thread{'s' if threads > 1 else ''}: Batching / Null",
+                ratio,
+                INFO_TARGET,
+                at_most=True,
+            )
+            for threads, ratio in info.items()
+        ),
         Ratio(
             SUITE,
-            "info(), 4 threads: Batching / Null",
-            four,
-            FOUR_THREADS_TARGET,
+            "exception(): Batching / Null",
+            exception,
+            EXCEPTION_TARGET,
             at_most=True,
         ),
     ]
@@ -590,7 +671,7 @@ def header_lines(info: PlatformInfo, chosen: Sizes) -> list[str]:
 
 
 def result_lines(report: Report) -> list[str]:
-    """The three tables (each followed by a blank line), then the PASS/FAIL lines."""
+    """The four tables (each followed by a blank line), then the PASS/FAIL lines."""
     lines: list[str] = []
     if not report.otel_measured:
         lines.append("note: opentelemetry-sdk is not importable; its LoggingHandler is skipped")
@@ -616,6 +697,27 @@ def result_lines(report: Report) -> list[str]:
             ]
             for row in report.rows
         ],
+    )
+    lines.append("")
+    lines += format_table(
+        [
+            Column("logger.exception through", 28, "<"),
+            Column("us/rec", 7),
+            Column("x floor", 7),
+            Column("dropped", 7),
+            Column("lost", 5),
+        ],
+        [
+            [
+                row.name,
+                f"{row.us_per_record:.3f}",
+                f"{row.times_floor:.2f}",
+                _shown(row.dropped),
+                _shown(row.lost),
+            ]
+            for row in report.exception_rows
+        ],
+        rule=False,
     )
     lines.append("")
     lines += format_table(
