@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 from typing_extensions import Protocol
 
-__all__ = ["MONOTONIC", "Clock", "MonotonicClock"]
+__all__ = ["MONOTONIC", "Clock", "MonotonicClock", "Waitable"]
+
+
+class Waitable(Protocol):
+    """What the worker waits on: a ``threading.Event``, or batchlog's lock-based wake-up."""
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait at most ``timeout`` seconds; return whether it was set."""
+
+    def set(self) -> None:
+        """Wake the waiter."""
+
+    def is_set(self) -> bool:
+        """Whether it is set."""
 
 
 class Clock(Protocol):
@@ -20,12 +32,12 @@ class Clock(Protocol):
     def now(self) -> float:
         """Return seconds on a monotonic scale."""
 
-    def wait(self, event: threading.Event, timeout: float | None) -> bool:
+    def wait(self, event: Waitable, timeout: float | None) -> bool:
         """Wait for ``event`` at most ``timeout`` seconds; return whether it is set."""
 
 
 class MonotonicClock:
-    """The real clock: ``time.monotonic`` and ``threading.Event.wait``."""
+    """The real clock: ``time.monotonic`` and the event's own ``wait``."""
 
     __slots__ = ()
 
@@ -33,7 +45,7 @@ class MonotonicClock:
         """Return ``time.monotonic``."""
         return time.monotonic()
 
-    def wait(self, event: threading.Event, timeout: float | None) -> bool:
+    def wait(self, event: Waitable, timeout: float | None) -> bool:
         """Wait on ``event`` in real time."""
         return event.wait(timeout)
 

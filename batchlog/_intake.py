@@ -27,7 +27,6 @@ import contextlib
 import itertools
 import operator
 import sys
-import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Generic, NoReturn, TypeVar
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Generic, NoReturn, TypeVar
 from typing_extensions import Protocol
 
 from ._requests import resolve_soon
+from ._sync import RoomWaiters, new_lock
 from .errors import QueueFullError, WriterClosedError
 
 if TYPE_CHECKING:
@@ -81,11 +81,11 @@ class Intake(Generic[T]):
         "_owner",
         "_pop_slot",
         "_queue",
+        "_room",
         "_signal_at",
         "_slots",
-        "_space",
         "_space_futures",
-        "_space_waiters",
+        "_space_lock",
         "_stolen",
         "_unmade",
         "capacity",
@@ -110,10 +110,12 @@ class Intake(Generic[T]):
 
     def reset(self, *, sealed: bool) -> None:
         """Start empty with fresh locks (also in a forked child); a sealed one stays sealed."""
-        self.lock = threading.Lock()
-        self._space = threading.Condition(threading.Lock())
+        self.lock = new_lock()
+        # Threads and event loops waiting for room. No threading.Condition: its Python-level
+        # __enter__ can be interrupted holding its lock (see _sync); bare locks only.
+        self._room = RoomWaiters()
+        self._space_lock = new_lock()
         self._space_futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self._space_waiters = 0
         self._queue: deque[T] = deque()
         self._slots: deque[None] = deque()
         self._pop_slot = self._slots.pop
@@ -250,23 +252,25 @@ class Intake(Generic[T]):
             return self.accept(record)
         deadline = None if timeout is None else time.monotonic() + timeout
         got_slot = False
-        with self._space:
-            self._space_waiters += 1
-            try:
-                while not self.sealed:
-                    if self._take_slot():
-                        got_slot = True
+        room = self._room
+        # Registered before each look for a slot, and the worker frees slots before it
+        # wakes the waiters: either this look finds the slot or the wake-up finds us.
+        waiter = room.register()
+        try:
+            while not self.sealed:
+                if self._take_slot():
+                    got_slot = True
+                    break
+                wait = _SPACE_RECHECK
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
                         break
-                    wait = _SPACE_RECHECK
-                    if deadline is not None:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            break
-                        wait = min(wait, remaining)
-                    owner.wake()  # the worker may be waiting for a window: room is wanted
-                    self._space.wait(wait)
-            finally:
-                self._space_waiters -= 1
+                    wait = min(wait, remaining)
+                owner.wake()  # a backstop: the worker should be emptying the queue already
+                room.sleep(waiter, wait)
+        finally:
+            room.leave(waiter)
         return got_slot and self._append(record)
 
     def _evict_for(self, record: T) -> bool:
@@ -361,23 +365,25 @@ class Intake(Generic[T]):
                 self._refuse(timeout)
             future: asyncio.Future[None] = loop.create_future()
             entry = (loop, future)
-            with self._space:
-                if self.accept(record):
-                    return
+            # Registered before the look for a slot, as threads are (see _add_slow).
+            with self._space_lock:
                 self._space_futures.append(entry)
-            owner.wake()
-            wait = _SPACE_RECHECK
-            if deadline is not None:
-                wait = min(wait, max(0.0, deadline - time.monotonic()))
             try:
-                await asyncio.wait_for(future, wait)
-            except asyncio.TimeoutError:
                 if self.accept(record):
                     return
-                if deadline is not None and time.monotonic() >= deadline:
-                    self._refuse(timeout)
+                owner.wake()
+                wait = _SPACE_RECHECK
+                if deadline is not None:
+                    wait = min(wait, max(0.0, deadline - time.monotonic()))
+                try:
+                    await asyncio.wait_for(future, wait)
+                except asyncio.TimeoutError:
+                    if self.accept(record):
+                        return
+                    if deadline is not None and time.monotonic() >= deadline:
+                        self._refuse(timeout)
             finally:
-                with self._space:
+                with self._space_lock:
                     if entry in self._space_futures:
                         self._space_futures.remove(entry)
 
@@ -429,13 +435,8 @@ class Intake(Generic[T]):
 
     def _notify_space(self) -> None:
         """Wake adders waiting for room (threads and event loops), if there are any."""
-        if not (self._space_waiters or self._space_futures):
-            return
-        with self._space:
-            self._space.notify_all()
-            futures, self._space_futures = self._space_futures, []
-        for loop, future in futures:
-            resolve_soon(loop, future)
+        if self._room or self._space_futures:
+            self._wake_all_adders()
 
     def seal(self, reason: str | None = None) -> bool:
         """Stop accepting: take every free slot, so no add gets in. Idempotent.
@@ -467,8 +468,8 @@ class Intake(Generic[T]):
             self.stolen_by_worker += unmade
 
     def _wake_all_adders(self) -> None:
-        with self._space:
-            self._space.notify_all()
+        self._room.wake_all()
+        with self._space_lock:
             futures, self._space_futures = self._space_futures, []
         for loop, future in futures:
             resolve_soon(loop, future)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import atexit
 import os
-import threading
 import time
 from typing import Any
 
 from typing_extensions import Protocol
+
+from ._sync import new_lock
 
 __all__ = ["Managed", "drain_at_exit", "forget", "live", "track"]
 
@@ -34,7 +35,7 @@ class Managed(Protocol):
         """Become empty and zeroed in a forked child."""
 
 
-_registry_lock = threading.Lock()
+_registry_lock = new_lock()
 _open: dict[int, Any] = {}  # id(worker) -> worker, in the order they were made
 _hooks_installed = False
 
@@ -80,6 +81,6 @@ def drain_at_exit() -> None:
 def _reset_in_child() -> None:
     """In a forked child: fresh locks, empty queues, zeroed counters, no worker yet."""
     global _registry_lock  # noqa: PLW0603 -- a lock held in the parent at fork is unusable
-    _registry_lock = threading.Lock()
+    _registry_lock = new_lock()
     for worker in list(_open.values()):
         worker.reset_after_fork()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
-import threading
 import time
 import traceback
+
+from ._sync import new_lock
 
 __all__ = ["StderrReporter"]
 
@@ -18,7 +19,7 @@ class StderrReporter:
     def __init__(self, burst: int = 5, period: float = 60.0) -> None:
         self._burst = burst
         self._period = period
-        self._lock = threading.Lock()
+        self._lock = new_lock()
         self._window_start = -float("inf")
         self._sent = 0
         self._suppressed = 0

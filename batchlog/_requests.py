@@ -11,8 +11,9 @@ which covers every record accepted before either call. So a stuck sink and a mil
 from __future__ import annotations
 
 import contextlib
-import threading
 from typing import TYPE_CHECKING
+
+from ._sync import Latch, new_lock
 
 if TYPE_CHECKING:
     import asyncio
@@ -37,8 +38,8 @@ class Request:
     __slots__ = ("_done", "_futures", "_lock", "ok")
 
     def __init__(self) -> None:
-        self._done = threading.Event()
-        self._lock = threading.Lock()
+        self._done = Latch()  # not an Event: an interrupted waiter must not wedge it
+        self._lock = new_lock()
         self._futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         #: False when the worker ended without handing the covered records to the sink.
         self.ok = True
@@ -46,7 +47,7 @@ class Request:
     @property
     def done(self) -> bool:
         """Whether the request was completed (successfully or not)."""
-        return self._done.is_set()
+        return self._done.is_open
 
     def wait(self, timeout: float | None) -> bool:
         """Wait at most ``timeout`` seconds (None: no limit); return whether it succeeded."""
@@ -55,10 +56,10 @@ class Request:
     def complete(self, *, ok: bool = True) -> None:
         """Mark the request done and wake every waiter; later calls do nothing."""
         with self._lock:
-            if self._done.is_set():
+            if self._done.is_open:
                 return
             self.ok = ok
-            self._done.set()
+            self._done.open()
             futures, self._futures = self._futures, []
         for loop, future in futures:
             resolve_soon(loop, future)
@@ -70,7 +71,7 @@ class Request:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         with self._lock:
-            if not self._done.is_set():
+            if not self._done.is_open:
                 self._futures.append((loop, future))
                 return future
         future.set_result(None)
@@ -83,7 +84,7 @@ class Requests:
     __slots__ = ("_lock", "_pending", "close")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = new_lock()
         self._pending: Request | None = None
         #: Done once the writer is closed and every accepted record was handled.
         self.close = Request()

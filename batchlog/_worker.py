@@ -22,6 +22,7 @@ from . import _lifecycle
 from ._intake import Intake
 from ._report import StderrReporter
 from ._requests import Request, Requests
+from ._sync import Wakeup
 
 if TYPE_CHECKING:
     import logging
@@ -116,7 +117,9 @@ class Worker(Generic[T]):
         self.requests = Requests()
         if closed:
             self.requests.close.complete()
-        self._wake_event = threading.Event()
+        # Not a threading.Event: adders set it, and an interrupt in Event.set can leave the
+        # Event's lock held forever (see _sync).
+        self._wake_event = Wakeup()
         self._thread: threading.Thread | None = None
         self._thread_unavailable = False
         self.at_exit = False

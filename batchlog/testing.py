@@ -6,6 +6,10 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._clock import Waitable
 
 __all__ = ["FakeClock"]
 
@@ -20,7 +24,7 @@ class _Sleeper:
 
     __slots__ = ("deadline", "event", "timed_out")
 
-    def __init__(self, event: threading.Event, deadline: float | None) -> None:
+    def __init__(self, event: Waitable, deadline: float | None) -> None:
         self.event = event
         self.deadline = deadline
         self.timed_out = False
@@ -87,7 +91,7 @@ class FakeClock:
         for sleeper in due:
             sleeper.event.set()
 
-    def wait(self, event: threading.Event, timeout: float | None) -> bool:
+    def wait(self, event: Waitable, timeout: float | None) -> bool:
         """Wait until ``event`` is set (True) or fake time reaches the timeout (False)."""
         with self._cond:
             if timeout is not None and timeout <= 0:

@@ -26,6 +26,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Callable, Generic, TypeVar
 
 from ._clock import MONOTONIC, Clock
+from ._sync import new_lock
 from ._validate import MAX_SIZE, check_callable, check_int, check_seconds
 from ._worker import DEFAULT_EXIT_TIMEOUT, Worker
 from .errors import (
@@ -50,7 +51,7 @@ T = TypeVar("T")
 
 _MIN_FLUSH_INTERVAL = 0.001
 _names = itertools.count(1)
-_names_lock = threading.Lock()
+_names_lock = new_lock()
 _get_ident = threading.get_ident
 
 
