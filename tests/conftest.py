@@ -403,3 +403,37 @@ def dict_config(
         for handler in logger.handlers[:]:
             logger.removeHandler(handler)
             handler.close()
+
+
+class OwnerProxy:
+    """Stands between an intake and its worker (``intake._owner``): counts and hooks ``wake``.
+
+    The worker has ``__slots__``, so its ``wake`` cannot be patched; the intake reaches the
+    worker only through ``_owner``, so a proxy there sees every wake-up an add asks for.
+    """
+
+    def __init__(
+        self, owner: Any, on_wake: Callable[[], object] | None = None, *, forward: bool = True
+    ) -> None:
+        self._owner = owner
+        self._on_wake = on_wake
+        self._lock = threading.Lock()
+        self.wakes = 0
+        self.forward = forward  # False: swallow the wake-ups (the worker is not told)
+
+    def wake(self) -> None:
+        with self._lock:
+            self.wakes += 1
+        if self._on_wake is not None:
+            self._on_wake()
+        if self.forward:
+            self._owner.wake()
+
+    def on_sink_thread(self) -> bool:
+        return self._owner.on_sink_thread()
+
+    def can_run(self) -> bool:
+        return self._owner.can_run()
+
+    def drain_here(self) -> None:
+        self._owner.drain_here()
