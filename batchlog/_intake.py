@@ -27,6 +27,7 @@ import contextlib
 import itertools
 import operator
 import sys
+import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Generic, NoReturn, TypeVar
@@ -47,12 +48,18 @@ T = TypeVar("T")
 _NEVER = sys.maxsize  # a queue length no adder reaches: "do not signal me"
 _ISSUE_CHUNK = 1024  # slots made at once when the free ones run out
 _KEEP_FREE = 4096  # free slots kept in the deque; more go back to the unmade source
+_get_ident = threading.get_ident
 _SPACE_RECHECK = 0.25  # a blocked add looks again this often, in case a wake-up is lost
 _NOT_A_SLOT = object()  # never in ``_slots``: lets ``iter(pop, sentinel)`` drain it in C
 
 
 class Owner(Protocol):
     """What the intake needs of the worker that drains it."""
+
+    #: True while the sink runs (a hint: ``sink_thread`` decides).
+    sink_running: bool
+    #: The thread running the sink, if any.
+    sink_thread: int | None
 
     def wake(self) -> None:
         """A batch is ready or a record arrived while the worker was idle."""
@@ -154,7 +161,15 @@ class Intake(Generic[T]):
             self._refuse(timeout)
 
     def offer(self, record: T, timeout: float | None = None) -> bool:
-        """Like ``add``, but return False for a refused record instead of raising."""
+        """Like ``add``, but return False for a refused record instead of raising.
+
+        A record the sink offers itself (on the thread running it) is refused: a sink that
+        logs through the front door feeding it must not feed itself forever.
+        """
+        owner = self._owner
+        if owner.sink_running and owner.sink_thread == _get_ident():
+            self._count_drop()
+            return False
         try:
             self._pop_slot()
         except IndexError:
@@ -169,6 +184,14 @@ class Intake(Generic[T]):
             return True
         self._count_drop()
         return False
+
+    def offer_now(self, record: T, *, evict_oldest: bool = False) -> bool:
+        """Like ``try_add``, but a record the sink offers itself is refused (see ``offer``)."""
+        owner = self._owner
+        if owner.sink_running and owner.sink_thread == _get_ident():
+            self._count_drop()
+            return False
+        return self.try_add(record, evict_oldest=evict_oldest)
 
     def try_add(self, record: T, *, evict_oldest: bool = False) -> bool:
         """Accept ``record`` if there is room (or, with ``evict_oldest``, make room)."""

@@ -220,8 +220,8 @@ class BatchWriter(Generic[T]):
                 return intake.offer
             return functools.partial(intake.offer, timeout=self.block_timeout)
         if self.overflow is OverflowPolicy.DROP_NEWEST:
-            return intake.try_add
-        return functools.partial(intake.try_add, evict_oldest=True)
+            return intake.offer_now
+        return functools.partial(intake.offer_now, evict_oldest=True)
 
     # ------------------------------------------------------------------ settings
 
@@ -337,25 +337,24 @@ class BatchWriter(Generic[T]):
             return self._intake.try_add(record, evict_oldest=True)
         return self._intake.try_add(record)
 
-    def offer(self, record: T) -> bool:
-        """Hand ``record`` over by the writer's ``overflow`` policy; never raises for a refusal.
+    @property
+    def offer(self) -> Callable[[T], bool]:
+        """``offer(record) -> bool``: hand a record over by the writer's ``overflow`` policy.
 
         ``"block"`` waits for room (at most ``block_timeout``), ``"drop_newest"`` refuses
-        the record when full, ``"drop_oldest"`` evicts the oldest waiting one. A record
-        offered by the sink itself (``flush_fn`` logging through the handler or processor
-        that feeds it) is dropped, so a sink cannot feed itself forever. This is the one
-        way in of the front doors (``BatchingHandler``, ``BatchingProcessor``).
+        the record when full, ``"drop_oldest"`` evicts the oldest waiting one. It never
+        raises for a refusal: it returns whether the record was accepted, and a refused one
+        is counted as dropped. A record offered by the sink itself (``flush_fn`` logging
+        through the handler or processor that feeds it) is dropped, so a sink cannot feed
+        itself forever. This is the one way in of the front doors (``BatchingHandler``,
+        ``BatchingProcessor``).
 
-        Returns:
-            Whether the record was accepted; a refused one is counted as dropped.
+        A property that returns the function, bound once for the writer's policy, so a
+        front door that keeps it (``offer = writer.offer``) pays one call per record.
 
         .. versionadded:: 0.2.0
         """
-        worker = self._worker
-        if worker.sink_running and worker.sink_thread == _get_ident():
-            self._intake.count_drop()  # the sink itself is logging: a feedback loop
-            return False
-        return self._offer(record)
+        return self._offer
 
     def count_drop(self) -> None:
         """Count one record as dropped that the caller refused before offering it.
