@@ -206,11 +206,14 @@ def to_window_of_a_record_added_at_1(clock: FakeClock) -> None:
 def test_offered_full_batch_is_delivered_without_waiting_for_interval(make_writer, sink, clock):
     """offer() wakes the worker for a full batch as add() does (kills I02)."""
     writer = make_writer(sink, capacity=3, flush_interval=5.0, clock=clock)
-    for record in range(3):
-        assert writer.offer(record)
+    to_window_of_a_record_added_at_1(clock)
+    assert writer.offer(0)
+    assert clock.wait_for_deadline(6.0)  # armed at capacity, waiting for the window
+    assert writer.offer(1)
+    assert writer.offer(2)
     assert sink.wait_for_batches(1)
     assert sink.batches == [[0, 1, 2]]
-    assert clock.now() == 0.0
+    assert clock.now() == 1.0
 
 
 def test_one_wake_up_per_batch(make_writer, sink, clock):
@@ -757,8 +760,11 @@ def test_unreferenced_writer_wakes_its_worker_to_deliver():
     Kills W37 (begin_close does not wake the worker).
     """
     sink = RecordingSink()
-    writer: BatchWriter[Any] = BatchWriter(10, 60.0, sink)
+    clock = FakeClock()
+    writer: BatchWriter[Any] = BatchWriter(10, 5.0, sink, clock=clock)
+    to_window_of_a_record_added_at_1(clock)
     writer.add("a")
+    assert clock.wait_for_deadline(6.0)  # the worker waits for the window
     worker = writer._worker
     del writer
     gc.collect()
