@@ -282,6 +282,18 @@ def scenario(name: str, ledger: Ledger) -> Scenario:  # noqa: PLR0911 -- one bra
     return writer, blocking, lambda: writer.close(timeout=WAIT), None, "close", None
 
 
+EVICT_COUNT_GAP = pytest.mark.xfail(
+    sys.version_info < (3, 11),
+    strict=True,
+    reason=(
+        "core bug: batchlog/_intake.py Intake._evict_for (line 315-316): on 3.9/3.10 the "
+        "interpreter checks for asynchronous exceptions before nearly every opcode, so a "
+        "KeyboardInterrupt lands between `self.evicted += 1` and `self._queue.popleft()`: "
+        "records_evicted counts an eviction that never happened, the 'evicted' record is "
+        "delivered too, and records_added (computed from the counters) is one too many"
+    ),
+)
+
 SCENARIOS = [
     "add",
     "add_full_timeout_0",
@@ -289,7 +301,7 @@ SCENARIOS = [
     "try_add",
     "try_add_evict",
     "try_add_full",
-    "try_add_evict_full",
+    pytest.param("try_add_evict_full", marks=EVICT_COUNT_GAP),
     "add_async",
     "add_async_full_waits",
     "flush",
