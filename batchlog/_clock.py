@@ -32,8 +32,12 @@ class Clock(Protocol):
     def now(self) -> float:
         """Return seconds on a monotonic scale."""
 
-    def wait(self, event: Waitable, timeout: float | None) -> bool:
-        """Wait for ``event`` at most ``timeout`` seconds; return whether it is set."""
+    def wait(self, event: Waitable, timeout: float | None, *, idle: bool = False) -> bool:
+        """Wait for ``event`` at most ``timeout`` seconds; return whether it is set.
+
+        ``idle`` marks the worker's wait with an empty queue (a re-check), as opposed to a
+        wait for a batch's window; a test clock may tell them apart.
+        """
 
 
 class MonotonicClock:
@@ -45,7 +49,7 @@ class MonotonicClock:
         """Return ``time.monotonic``."""
         return time.monotonic()
 
-    def wait(self, event: Waitable, timeout: float | None) -> bool:
+    def wait(self, event: Waitable, timeout: float | None, *, idle: bool = False) -> bool:  # noqa: ARG002 -- the real clock waits the same either way
         """Wait on ``event`` in real time."""
         return event.wait(timeout)
 

@@ -264,7 +264,7 @@ class Worker(Generic[T]):
         intake.arm(1)
         woken = False
         if not len(intake) and not self.requests.pending and not intake.sealed:
-            woken = clock.wait(self._wake_event, max(self.flush_interval, _IDLE_RECHECK))
+            woken = clock.wait(self._wake_event, max(self.flush_interval, _IDLE_RECHECK), idle=True)
         intake.disarm()
         if not len(intake):
             return None

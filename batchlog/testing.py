@@ -22,11 +22,12 @@ _SAME_TIME = 1e-9
 class _Sleeper:
     """One wait in progress: the event it waits for and its deadline in fake time."""
 
-    __slots__ = ("deadline", "event", "timed_out")
+    __slots__ = ("deadline", "event", "idle", "timed_out")
 
-    def __init__(self, event: Waitable, deadline: float | None) -> None:
+    def __init__(self, event: Waitable, deadline: float | None, *, idle: bool) -> None:
         self.event = event
         self.deadline = deadline
+        self.idle = idle
         self.timed_out = False
 
 
@@ -91,12 +92,16 @@ class FakeClock:
         for sleeper in due:
             sleeper.event.set()
 
-    def wait(self, event: Waitable, timeout: float | None) -> bool:
-        """Wait until ``event`` is set (True) or fake time reaches the timeout (False)."""
+    def wait(self, event: Waitable, timeout: float | None, *, idle: bool = False) -> bool:
+        """Wait until ``event`` is set (True) or fake time reaches the timeout (False).
+
+        ``idle`` marks the worker's re-check of an empty queue (see ``wait_for_deadline``).
+        """
         with self._cond:
             if timeout is not None and timeout <= 0:
                 return event.is_set()
-            sleeper = _Sleeper(event, None if timeout is None else self._now + timeout)
+            deadline = None if timeout is None else self._now + timeout
+            sleeper = _Sleeper(event, deadline, idle=idle)
             self._sleepers.append(sleeper)
             self._sleeps += 1
             self._cond.notify_all()
@@ -107,18 +112,24 @@ class FakeClock:
                 self._sleepers.remove(sleeper)
         return signaled and not sleeper.timed_out
 
-    def wait_for_deadline(self, deadline: float, timeout: float = 10.0) -> bool:
+    def wait_for_deadline(
+        self, deadline: float, timeout: float = 10.0, *, idle: bool = False
+    ) -> bool:
         """Wait (real time) until a wait in progress ends at fake time ``deadline``.
 
-        The surest way to know the worker is waiting for a record's window: after
-        ``writer.add(...)`` at fake time 0 with a 5 s interval, ``wait_for_deadline(5.0)``.
+        By default only a wait for a batch's window counts: after ``writer.add(...)`` at
+        fake time 0 with a 5 s interval, ``wait_for_deadline(5.0)`` returns once the worker
+        waits for that record's window. With ``idle=True`` only the worker's re-check of an
+        empty queue counts (its deadline is ``max(flush_interval, 0.25)`` after it began).
 
         .. versionadded:: 0.2.0
         """
         with self._cond:
             return self._cond.wait_for(
                 lambda: any(
-                    sleeper.deadline is not None and abs(sleeper.deadline - deadline) < _SAME_TIME
+                    sleeper.idle == idle
+                    and sleeper.deadline is not None
+                    and abs(sleeper.deadline - deadline) < _SAME_TIME
                     for sleeper in self._sleepers
                 ),
                 timeout,

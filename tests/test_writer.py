@@ -206,7 +206,7 @@ def test_record_added_to_idle_writer_waits_at_most_the_interval(make_writer, sin
     writer.add("a")
     assert writer.flush(timeout=WAIT)
     clock.advance(7.0)
-    assert clock.wait_for_deadline(12.0)  # idle again, re-checking at 7 + 5
+    assert clock.wait_for_deadline(12.0, idle=True)  # idle again, re-checking at 7 + 5
     mark = clock.sleeps
     writer.add("b")
     assert clock.wait_for_sleep(after=mark)

@@ -309,7 +309,7 @@ def test_record_whose_add_was_interrupted_before_waking_waits_no_more_than_inter
     idle, not from when it looked (kills W11).
     """
     writer = make_writer(sink, capacity=10, flush_interval=5.0, clock=clock)
-    assert clock.wait_for_deadline(5.0)  # idle since 0, re-checking at 5
+    assert clock.wait_for_deadline(5.0, idle=True)  # idle since 0, re-checking at 5
     hook = AppendHook(writer._intake)
     hook.interrupt_after("a")
     with pytest.raises(Interrupted):

@@ -37,7 +37,7 @@ def wait_for_window(clock: FakeClock, writer: BatchWriter[Any], record: object) 
     """Add ``record`` to an idle writer and wait until the worker waits for its window.
 
     Not ``wait_for_deadline(flush_interval)`` alone: the idle wait begun at the same fake
-    time has that very deadline too (see the xfail test below).
+    time has that very deadline too (``wait_for_deadline`` tells them apart: see below).
     """
     assert clock.wait_for_sleep(after=0)  # idle
     assert clock.sleeps == 1
@@ -46,17 +46,6 @@ def wait_for_window(clock: FakeClock, writer: BatchWriter[Any], record: object) 
     assert clock.deadlines == [clock.now() + writer.flush_interval]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: batchlog/testing.py FakeClock.wait_for_deadline's docstring calls "
-        "wait_for_deadline(flush_interval) after an add at fake time 0 'the surest way to "
-        "know the worker is waiting for a record's window', but the idle worker's wait "
-        "(_worker.py _wait_while_idle, timeout max(flush_interval, _IDLE_RECHECK)) begun at "
-        "time 0 has the same deadline, so it returns before the worker saw the record; a "
-        "test that then advances time moves the window (the worker stamps the time it woke)"
-    ),
-)
 def test_wait_for_deadline_tells_a_window_from_an_idle_wait(make_writer: Any) -> None:
     """With no record added, no wait for a record's window is in progress."""
     clock = FakeClock()
