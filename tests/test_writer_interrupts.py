@@ -288,17 +288,17 @@ def scenario(name: str, ledger: Ledger) -> Scenario:  # noqa: PLR0911 -- one bra
     return writer, blocking, lambda: writer.close(timeout=WAIT), None, "close", None
 
 
-EVICT_COUNT_GAP = pytest.mark.xfail(
-    sys.version_info < (3, 11),
-    strict=True,
-    reason=(
-        "core bug: batchlog/_intake.py Intake._evict_for (line 315-316): on 3.9/3.10 the "
-        "interpreter checks for asynchronous exceptions before nearly every opcode, so a "
-        "KeyboardInterrupt lands between `self.evicted += 1` and `self._queue.popleft()`: "
-        "records_evicted counts an eviction that never happened, the 'evicted' record is "
-        "delivered too, and records_added (computed from the counters) is one too many"
+# On 3.9/3.10 an interrupt can land between BatchWriter.add_async making the intake's
+# coroutine and awaiting it: the records still add up (checked here), but Python warns that
+# the coroutine was never awaited; test_an_interrupted_add_async_leaves_no_coroutine_behind
+# holds that part.
+UNAWAITED = [
+    pytest.mark.filterwarnings("ignore:coroutine 'Intake.add_async' was never awaited"),
+    pytest.mark.filterwarnings(
+        "ignore:Exception ignored in. <coroutine object Intake.add_async"
+        ":pytest.PytestUnraisableExceptionWarning"
     ),
-)
+]
 
 SCENARIOS = [
     "add",
@@ -307,9 +307,9 @@ SCENARIOS = [
     "try_add",
     "try_add_evict",
     "try_add_full",
-    pytest.param("try_add_evict_full", marks=EVICT_COUNT_GAP),
-    "add_async",
-    "add_async_full_waits",
+    "try_add_evict_full",
+    pytest.param("add_async", marks=UNAWAITED),
+    pytest.param("add_async_full_waits", marks=UNAWAITED),
     "flush",
     "flush_stuck_sink",
     "close",
@@ -357,6 +357,25 @@ def test_an_interrupt_at_any_step_loses_nothing_accepted_and_close_finishes(name
         assert n < 5_000, "the call never finished without an interrupt"
     assert n > 1
     assert steps > 0
+
+
+@pytest.mark.xfail(
+    sys.version_info < (3, 11),
+    strict=True,
+    reason=(
+        "core bug: batchlog/writer.py BatchWriter.add_async does `await "
+        "self._intake.add_async(...)`; on 3.9/3.10 an interrupt can land after the inner "
+        "coroutine is made and before it is awaited, and Python then warns 'coroutine "
+        "Intake.add_async was never awaited' (an error under -W error)"
+    ),
+)
+def test_an_interrupted_add_async_leaves_no_coroutine_behind() -> None:
+    """Every step of add_async: no un-awaited coroutine is left to warn about."""
+    run_once("add_async", None)
+    n = 1
+    while run_once("add_async", n).fired:
+        n += 1
+        gc.collect()  # an un-awaited coroutine warns when collected
 
 
 def _tight_add_loop(writer: BatchWriter[int], n: int, result: list[str]) -> None:
