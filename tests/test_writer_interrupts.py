@@ -293,9 +293,9 @@ def scenario(name: str, ledger: Ledger) -> Scenario:  # noqa: PLR0911 -- one bra
 # the coroutine was never awaited; test_an_interrupted_add_async_leaves_no_coroutine_behind
 # holds that part.
 UNAWAITED = [
-    pytest.mark.filterwarnings("ignore:coroutine 'Intake.add_async' was never awaited"),
+    pytest.mark.filterwarnings("ignore:coroutine '(Intake.add_async|wait_for)' was never awaited"),
     pytest.mark.filterwarnings(
-        "ignore:Exception ignored in. <coroutine object Intake.add_async"
+        "ignore:Exception ignored in. <coroutine object (Intake.add_async|wait_for)"
         ":pytest.PytestUnraisableExceptionWarning"
     ),
 ]
@@ -364,8 +364,9 @@ def test_an_interrupt_at_any_step_loses_nothing_accepted_and_close_finishes(name
     strict=True,
     reason=(
         "core bug: batchlog/writer.py BatchWriter.add_async does `await "
-        "self._intake.add_async(...)`; on 3.9/3.10 an interrupt can land after the inner "
-        "coroutine is made and before it is awaited, and Python then warns 'coroutine "
+        "self._intake.add_async(...)` (and Intake.add_async `await asyncio.wait_for(...)`); on "
+        "3.9/3.10 an interrupt can land after the inner coroutine is made and before it is "
+        "awaited, and Python then warns 'coroutine "
         "Intake.add_async was never awaited' (an error under -W error)"
     ),
 )
