@@ -189,8 +189,8 @@ MUTANTS: list[Mutant] = [
         "I19",
         INTAKE,
         "_evict_for: an evicted record is not counted",
-        "                self.evicted += 1\n",
-        "",
+        "zip(iter(self._queue.popleft, _NOT_A_SLOT), self._evictions)",
+        "zip(iter(self._queue.popleft, _NOT_A_SLOT), itertools.repeat(None))",
     ),
     Mutant(
         "I20",
