@@ -49,6 +49,7 @@ _NEVER = sys.maxsize  # a queue length no adder reaches: "do not signal me"
 _ISSUE_CHUNK = 1024  # slots made at once when the free ones run out
 _KEEP_FREE = 4096  # free slots kept in the deque; more go back to the unmade source
 _get_ident = threading.get_ident
+_EVICTIONS = 2**62  # more evictions than any process makes: the count-down never runs out
 _SPACE_RECHECK = 0.25  # a blocked add looks again this often, in case a wake-up is lost
 _NOT_A_SLOT = object()  # never in ``_slots``: lets ``iter(pop, sentinel)`` drain it in C
 
@@ -84,6 +85,8 @@ class Intake(Generic[T]):
 
     __slots__ = (
         "_append_record",
+        "_discard",
+        "_evictions",
         "_finished",
         "_owner",
         "_pop_slot",
@@ -98,7 +101,6 @@ class Intake(Generic[T]):
         "capacity",
         "closed_reason",
         "dropped",
-        "evicted",
         "in_flight",
         "lock",
         "max_queue_size",
@@ -135,7 +137,10 @@ class Intake(Generic[T]):
         self._finished = sealed
         self.closed_reason = "is closed"
         self.dropped = 0
-        self.evicted = 0
+        # Evictions are counted down from here, in the same C call that evicts (see
+        # _evict_for); ``evicted`` reads how far.
+        self._evictions = itertools.repeat(None, _EVICTIONS)
+        self._discard: deque[object] = deque(maxlen=0)
         self.reclaimed = 0
         self.in_flight = 0
 
@@ -310,10 +315,13 @@ class Intake(Generic[T]):
             except IndexError:
                 if not self._queue:
                     return False  # every slot is with an adder that has not appended yet
-                # No bytecode between these two can take an interrupt (the count first,
-                # then the C call that evicts): an evicted record is always counted.
-                self.evicted += 1
-                self._queue.popleft()  # its slot passes to the new record
+                # One C call pops the oldest record and counts it (zip pulls one from each),
+                # so no interrupt can evict without counting, on any Python.
+                self._discard.extend(
+                    itertools.islice(
+                        zip(iter(self._queue.popleft, _NOT_A_SLOT), self._evictions), 1
+                    )
+                )  # its slot passes to the new record
             self._append_record(record)
         return len(self._queue) < self._signal_at or self._signal()
 
@@ -339,6 +347,11 @@ class Intake(Generic[T]):
                     self.dropped -= 1
         self._signal_at = 1
         return False
+
+    @property
+    def evicted(self) -> int:
+        """Records accepted, then discarded by an eviction."""
+        return _EVICTIONS - operator.length_hint(self._evictions)
 
     def count_drop(self) -> None:
         """Count one record as dropped that the caller refused itself."""
