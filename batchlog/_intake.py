@@ -380,48 +380,44 @@ class Intake(Generic[T]):
         msg = f"{self.name} {self.closed_reason}; the record was dropped"
         raise WriterClosedError(msg)
 
-    async def add_async(self, record: T, timeout: float | None) -> None:
-        """Accept ``record``, waiting for room without blocking the event loop.
+    # An event loop waiting for room: ``writer.add_async`` drives these, awaiting the future
+    # itself (no inner coroutine an interrupt could leave un-awaited).
 
-        Raises:
-            QueueFullError: No room within ``timeout``.
-            WriterClosedError: The writer is closed.
-        """
-        if self.accept(record):
-            return
-        import asyncio  # here, not at import: asyncio brings in socket and ssl
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        loop = asyncio.get_running_loop()
+    def check_can_wait(self, timeout: float | None) -> None:
+        """Refuse (raising, counted) unless an add may wait for room here and now."""
+        if self.sealed:
+            self._refuse_closed()
         owner = self._owner
-        while True:
-            if self.sealed:
-                self._refuse_closed()
-            if timeout == 0 or owner.on_sink_thread() or not owner.can_run():
-                self._refuse(timeout)
-            future: asyncio.Future[None] = loop.create_future()
-            entry = (loop, future)
-            # Registered before the look for a slot, as threads are (see _add_slow).
-            with self._space_lock:
-                self._space_futures.append(entry)
-            try:
-                if self.accept(record):
-                    return
-                owner.wake()
-                wait = _SPACE_RECHECK
-                if deadline is not None:
-                    wait = min(wait, max(0.0, deadline - time.monotonic()))
-                try:
-                    await asyncio.wait_for(future, wait)
-                except asyncio.TimeoutError:
-                    if self.accept(record):
-                        return
-                    if deadline is not None and time.monotonic() >= deadline:
-                        self._refuse(timeout)
-            finally:
-                with self._space_lock:
-                    if entry in self._space_futures:
-                        self._space_futures.remove(entry)
+        if timeout == 0 or owner.on_sink_thread() or not owner.can_run():
+            self._refuse(timeout)
+
+    def room_future(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]:
+        """Register a future of ``loop`` that the worker resolves when it frees slots.
+
+        Registered before the caller looks for a slot, as threads are (see ``_add_slow``).
+        """
+        entry = (loop, loop.create_future())
+        with self._space_lock:
+            self._space_futures.append(entry)
+        return entry
+
+    def forget_room_future(
+        self, entry: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]
+    ) -> None:
+        """Stop waiting with ``entry``."""
+        with self._space_lock:
+            if entry in self._space_futures:
+                self._space_futures.remove(entry)
+
+    def refuse(self, timeout: float | None) -> NoReturn:
+        """Refuse the record (counted): closed, or full for ``timeout`` seconds."""
+        self._refuse(timeout)
+
+    def wake_owner(self) -> None:
+        """Wake the worker (a backstop while an event loop waits for room)."""
+        self._owner.wake()
 
     # ------------------------------------------------------------------ the worker's side
 

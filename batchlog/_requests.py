@@ -18,7 +18,7 @@ from ._sync import Latch, new_lock
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["Request", "Requests", "resolve_soon"]
+__all__ = ["Request", "Requests", "expire_soon", "resolve_soon"]
 
 
 def resolve_soon(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
@@ -30,6 +30,25 @@ def resolve_soon(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) 
 
     with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting any more
         loop.call_soon_threadsafe(resolve)
+
+
+def expire_soon(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[None], seconds: float | None
+) -> asyncio.TimerHandle | None:
+    """Resolve ``future`` after ``seconds`` (None: never), so awaiting it is bounded.
+
+    Awaiting the future itself with this timer, rather than ``asyncio.wait_for``, makes no
+    coroutine that an interrupt could leave un-awaited. The caller looks at what it waited
+    for afterwards, since either the event or the timer resolved it.
+    """
+    if seconds is None:
+        return None
+
+    def expire() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    return loop.call_later(max(seconds, 0.0), expire)
 
 
 class Request:

@@ -6,10 +6,11 @@ thread that flushes or closes). The thread holds the worker and its intake, neve
 finalizer closes the worker, which delivers what is left and ends.
 
 Every call of user code (the sink, ``on_error``, ``on_close``, the reporting logger) is
-guarded against ``BaseException``: an ``Exception`` counts the batch as failed and the
-worker goes on; a ``SystemExit`` (the user meant it) ends the worker after the batch is
-counted. However the worker ends, ``_end`` releases every waiter and seals the intake, so
-later adds refuse with a clear ``WriterClosedError`` and no flush or close waits forever.
+guarded against ``BaseException``: whatever it raises (``SystemExit`` and
+``KeyboardInterrupt`` too) is counted and reported, and the worker goes on. Should the
+thread end anyway (an exception raised into it asynchronously), ``_end`` releases every
+waiter and seals the intake, so later adds refuse with a clear ``WriterClosedError`` and no
+flush or close waits forever.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Generic, TypeVar
 from . import _lifecycle
 from ._intake import Intake
 from ._report import StderrReporter
-from ._requests import Request, Requests
+from ._requests import Request, Requests, expire_soon
 from ._sync import Wakeup
 
 if TYPE_CHECKING:
@@ -487,11 +488,14 @@ class Worker(Generic[T]):
             self.drain_inline()  # only where no thread can run: interpreter exit
             return request.done and request.ok
         self._wake_event.set()
+        future = request.future()
+        timer = expire_soon(asyncio.get_running_loop(), future, timeout)
         try:
-            await asyncio.wait_for(request.future(), timeout)
-        except asyncio.TimeoutError:
-            return request.done and request.ok
-        return request.ok
+            await future
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return request.done and request.ok
 
     def drain_inline(self) -> None:
         """Run the sink on this thread, since no worker thread can run (interpreter exit).

@@ -21,11 +21,13 @@ import functools
 import itertools
 import logging
 import threading
+import time
 import weakref
 from datetime import timedelta
 from typing import TYPE_CHECKING, Callable, Generic, TypeVar
 
 from ._clock import MONOTONIC, Clock
+from ._requests import expire_soon
 from ._sync import new_lock
 from ._validate import MAX_SIZE, check_callable, check_int, check_seconds
 from ._worker import DEFAULT_EXIT_TIMEOUT, Worker
@@ -50,6 +52,7 @@ __all__ = ["DEFAULT_EXIT_TIMEOUT", "BatchWriter", "default_max_queue_size", "uni
 T = TypeVar("T")
 
 _MIN_FLUSH_INTERVAL = 0.001
+_ROOM_RECHECK = 0.25  # an event loop waiting for room looks again this often
 _names = itertools.count(1)
 _names_lock = new_lock()
 _get_ident = threading.get_ident
@@ -383,7 +386,36 @@ class BatchWriter(Generic[T]):
             QueueFullError: The queue stayed full for ``timeout`` seconds.
             WriterClosedError: The writer is closed.
         """
-        await self._intake.add_async(record, _check_timeout(timeout))
+        timeout = _check_timeout(timeout)
+        intake = self._intake
+        if intake.accept(record):
+            return
+        import asyncio  # here, not at import: asyncio brings in socket and ssl
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            intake.check_can_wait(timeout)
+            entry = intake.room_future(loop)
+            try:
+                if intake.accept(record):
+                    return
+                intake.wake_owner()
+                wait = _ROOM_RECHECK
+                if deadline is not None:
+                    wait = min(wait, max(0.0, deadline - time.monotonic()))
+                timer = expire_soon(loop, entry[1], wait)
+                try:
+                    await entry[1]
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+                if intake.accept(record):
+                    return
+                if deadline is not None and time.monotonic() >= deadline:
+                    intake.refuse(timeout)
+            finally:
+                intake.forget_room_future(entry)
 
     # ------------------------------------------------------------------ flush and close
 
