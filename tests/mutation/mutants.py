@@ -210,7 +210,7 @@ MUTANTS: list[Mutant] = [
         "I22",
         INTAKE,
         "add_async: the waiting future is not registered (never resolved by room)",
-        "                self._space_futures.append(entry)\n",
+        "            self._space_futures.append(entry)\n",
         "",
     ),
     # ------------------------------------------------------------------ intake: the worker's side
