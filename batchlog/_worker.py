@@ -153,8 +153,7 @@ class Worker(Generic[T]):
             # No thread can run the sink (the interpreter is exiting): deliver right here,
             # as a plain handler would, so nothing waits for a worker that never comes.
             if not self.on_sink_thread():
-                self.requests.flush()
-                self.drain_inline()
+                self.drain_here()
             return
         self._wake_event.set()
 

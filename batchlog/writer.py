@@ -464,10 +464,7 @@ class BatchWriter(Generic[T]):
         Returns:
             True when all of that finished within the timeout.
         """
-        timeout = _check_timeout(timeout)
-        worker = self._worker
-        worker.begin_close()
-        return worker.await_request(worker.requests.close, timeout)
+        return self._worker.close(_check_timeout(timeout))
 
     async def flush_async(self, timeout: float | None = None) -> bool:
         """Like ``flush``, waiting without blocking the event loop."""
