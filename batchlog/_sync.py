@@ -14,12 +14,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "LEAKED_AFTER",
     "Latch",
-    "LockLike",
     "RoomWaiters",
     "StealableLock",
     "Wakeup",
@@ -78,10 +77,6 @@ class StealableLock:
             self._lock.release()
         except RuntimeError:  # taken over by a thread that had waited LEAKED_AFTER
             pass
-
-
-#: What ``new_lock`` returns.
-LockLike = Union[threading.Lock, StealableLock]
 
 
 def new_lock() -> Any:

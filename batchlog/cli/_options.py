@@ -7,6 +7,7 @@ import importlib
 import math
 
 __all__ = [
+    "LARGEST_SIZE",
     "MOST_THREADS",
     "SHORTEST_INTERVAL",
     "positive_int",
@@ -20,6 +21,17 @@ __all__ = [
 SHORTEST_INTERVAL = 0.001
 #: Most producer threads the demo starts.
 MOST_THREADS = 256
+#: The largest capacity or queue size a writer takes.
+LARGEST_SIZE = 2**40
+
+
+def _whole_number_up_to(text: str, most: int, shown: str) -> int:
+    """Return ``text`` as a whole number from 1 to ``most`` (``shown`` in the message)."""
+    number = positive_int(text)
+    if number > most:
+        msg = f"must be a whole number from 1 to {shown}, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return number
 
 
 def positive_int(text: str) -> int:
@@ -44,11 +56,7 @@ def size(text: str) -> int:
     Raises:
         argparse.ArgumentTypeError: It is not one; argparse reports the message as bad usage.
     """
-    number = positive_int(text)
-    if number > 2**40:
-        msg = f"must be a whole number from 1 to 2**40 ({2**40:,}), not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return number
+    return _whole_number_up_to(text, LARGEST_SIZE, f"2**40 ({LARGEST_SIZE:,})")
 
 
 def seconds(text: str) -> float:
@@ -73,11 +81,7 @@ def thread_count(text: str) -> int:
     Raises:
         argparse.ArgumentTypeError: It is not one; argparse reports the message as bad usage.
     """
-    number = positive_int(text)
-    if number > MOST_THREADS:
-        msg = f"must be a whole number from 1 to {MOST_THREADS}, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return number
+    return _whole_number_up_to(text, MOST_THREADS, str(MOST_THREADS))
 
 
 def require(module: str, extra: str, parser: argparse.ArgumentParser) -> None:
