@@ -48,7 +48,6 @@ T = TypeVar("T")
 _NEVER = sys.maxsize  # a queue length no adder reaches: "do not signal me"
 _ISSUE_CHUNK = 1024  # slots made at once when the free ones run out
 _KEEP_FREE = 4096  # free slots kept in the deque; more go back to the unmade source
-_get_ident = threading.get_ident
 _EVICTIONS = 2**62  # more evictions than any process makes: the count-down never runs out
 _SPACE_RECHECK = 0.25  # a blocked add looks again this often, in case a wake-up is lost
 _NOT_A_SLOT = object()  # never in ``_slots``: lets ``iter(pop, sentinel)`` drain it in C
@@ -172,7 +171,7 @@ class Intake(Generic[T]):
         logs through the front door feeding it must not feed itself forever.
         """
         owner = self._owner
-        if owner.sink_running and owner.sink_thread == _get_ident():
+        if owner.sink_running and owner.sink_thread == threading.get_ident():
             self._count_drop()
             return False
         try:
@@ -193,7 +192,7 @@ class Intake(Generic[T]):
     def offer_now(self, record: T, *, evict_oldest: bool = False) -> bool:
         """Like ``try_add``, but a record the sink offers itself is refused (see ``offer``)."""
         owner = self._owner
-        if owner.sink_running and owner.sink_thread == _get_ident():
+        if owner.sink_running and owner.sink_thread == threading.get_ident():
             self._count_drop()
             return False
         return self.try_add(record, evict_oldest=evict_oldest)

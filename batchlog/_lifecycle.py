@@ -1,22 +1,61 @@
-"""Process-wide duties of writers: drain at interpreter exit, start afresh after fork.
+"""Process-wide duties of writers: every way a process ends, fork, and SIGTERM.
 
 The registry holds every open writer's worker (strongly: a writer nobody references any
 more is closed by its finalizer, and its worker stays here until it delivered the rest).
 Hooks are installed when the first writer is made, never at import time.
+
+How a process ends, and what delivers the records then:
+
+- interpreter exit: ``drain_at_exit`` (an atexit hook), then ``logging.shutdown()``;
+- a ``multiprocessing`` child (fork, forkserver, spawn), which ends with ``os._exit()``
+  after its target: a ``multiprocessing.util.Finalize`` registered in the child (they run
+  before ``os._exit``) delivers everything;
+- a Celery (billiard) pool child, which ends with ``os._exit()`` right after sending
+  ``worker_process_shutdown``: a receiver of that signal delivers everything;
+- SIGTERM, where ``deliver_on_sigterm()`` was called (opt-in).
+
+Every wait while a process shuts down shares one budget, a *shutdown* that starts at the
+first of these moments (or at ``logging.shutdown()``): each writer may take its
+``exit_timeout`` from then, in total, however many handlers and calls wait for it. A
+writer that did not finish within it is *given up*: one line on stderr says how many of its
+records were not delivered, and later waits for it return at once.
+
+No thread is started at exit (3.12 refuses to), so a writer whose worker thread never
+started (first used at exit, or in a forked child whose first records come at exit)
+delivers on the *standby* thread, started with the first writer (and again in a forked
+child): the wait for it stays bounded whatever its sink does.
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
 import os
+import signal
+import sys
+import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from typing_extensions import Protocol
 
-from ._sync import new_lock
+from ._report import write_line
+from ._sync import Wakeup, new_lock
 
-__all__ = ["Managed", "drain_at_exit", "forget", "live", "track"]
+if TYPE_CHECKING:
+    from types import FrameType
+
+__all__ = [
+    "Managed",
+    "deliver_all",
+    "deliver_on_sigterm",
+    "drain_at_exit",
+    "forget",
+    "live",
+    "run_on_standby",
+    "shutdown_budget",
+    "track",
+]
 
 
 class Managed(Protocol):
@@ -24,12 +63,23 @@ class Managed(Protocol):
 
     exit_timeout: float
     close_at_exit: bool
+    given_up: bool
+
+    @property
+    def name(self) -> str:
+        """The writer's name."""
+
+    def undelivered(self) -> int:
+        """Records accepted and not yet finished by the sink."""
 
     def begin_exit(self) -> None:
         """Start closing; start no thread from now on."""
 
     def finish_exit(self, timeout: float) -> bool:
         """Wait at most ``timeout`` seconds for the close to finish."""
+
+    def flush_soon(self) -> None:
+        """Ask for every record to be delivered now, without waiting."""
 
     def reset_after_fork(self) -> None:
         """Become empty and zeroed in a forked child."""
@@ -45,11 +95,14 @@ def track(worker: Managed) -> None:
     global _hooks_installed  # noqa: PLW0603 -- one process-wide flag, guarded by the lock
     with _registry_lock:
         _open[id(worker)] = worker
-        if not _hooks_installed:
-            _hooks_installed = True
-            atexit.register(drain_at_exit)
-            if hasattr(os, "register_at_fork"):
-                os.register_at_fork(after_in_child=_reset_in_child)
+        first = not _hooks_installed
+        _hooks_installed = True
+    if first:
+        atexit.register(drain_at_exit)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_reset_in_child)
+    _hook_process_end()
+    _STANDBY.ensure_started()
 
 
 def forget(worker: Managed) -> None:
@@ -64,23 +117,348 @@ def live() -> list[Managed]:
         return list(_open.values())
 
 
-def drain_at_exit() -> None:
-    """Hand every unclosed writer's records to its sink, waiting at most its exit_timeout.
+# ---------------------------------------------------------------------- the shutdown budget
 
-    The timeouts run together, from the moment exit began, not one after another.
+
+class _Shutdown:
+    """When this process began shutting down (None: it has not), and whom it gave up on."""
+
+    __slots__ = ("_lock", "started")
+
+    def __init__(self) -> None:
+        self._lock = new_lock()
+        self.started: float | None = None
+
+    def reset(self) -> None:
+        """Not shutting down (a forked child starts afresh)."""
+        self._lock = new_lock()
+        self.started = None
+
+    def begin(self) -> None:
+        """The process is shutting down now (a new shutdown, if the last one is long over)."""
+        now = time.monotonic()
+        longest = max((worker.exit_timeout for worker in live()), default=0.0)
+        with self._lock:
+            if self.started is None or now > self.started + longest:
+                self.started = now
+
+    def remaining(self, worker: Managed) -> float | None:
+        """Seconds ``worker`` may still wait in this shutdown (None: not shutting down)."""
+        started = self.started
+        if started is None:
+            return None
+        if worker.given_up:
+            return 0.0
+        left = started + worker.exit_timeout - time.monotonic()
+        if left < -1.0:  # a shutdown long over (the process went on): it does not apply
+            return None
+        return max(0.0, left)
+
+
+_SHUTDOWN = _Shutdown()
+
+
+def shutdown_budget(worker: Managed) -> float | None:
+    """Seconds a wait for ``worker`` may last now, if the process is shutting down.
+
+    None when it is not. Called by ``logging.shutdown()`` (the real one, for every handler,
+    not dictConfig closing old handlers), a wait starts the shutdown.
     """
-    workers = [worker for worker in live() if worker.close_at_exit]
+    if _in_logging_shutdown():
+        _SHUTDOWN.begin()
+    return _SHUTDOWN.remaining(worker)
+
+
+def give_up(worker: Managed) -> None:
+    """``worker`` did not finish within its shutdown budget: say so on stderr, once."""
+    if worker.given_up:
+        return
+    worker.given_up = True
+    count = worker.undelivered()
+    if count:
+        write_line(
+            f"batchlog: writer {worker.name!r}: {count} record(s) not delivered: its sink "
+            "did not finish in time while the process shut down"
+        )
+
+
+def _in_logging_shutdown() -> bool:
+    """Whether ``logging.shutdown()`` over all handlers is on this thread's stack."""
+    logging = sys.modules.get("logging")
+    shutdown = getattr(logging, "shutdown", None)
+    code = getattr(shutdown, "__code__", None)
+    if code is None:
+        return False
+    frame: FrameType | None = sys._getframe(2)  # our caller's caller
+    for _ in range(12):
+        if frame is None:
+            return False
+        if frame.f_code is code:
+            # dictConfig passes a copy of the list when it closes the old handlers.
+            return frame.f_locals.get("handlerList") is getattr(logging, "_handlerList", None)
+        frame = frame.f_back
+    return False
+
+
+def deliver_all(*, only_close_at_exit: bool = False) -> bool:
+    """Close every open writer and wait for its records, all within one shutdown budget.
+
+    Returns whether every writer finished. Whom it waits for longer than its budget is
+    given up (reported on stderr).
+    """
+    _SHUTDOWN.begin()
+    workers = [w for w in live() if w.close_at_exit or not only_close_at_exit]
     for worker in workers:
         worker.begin_exit()
-    start = time.monotonic()
+    finished = True
     for worker in workers:
-        remaining = max(0.0, worker.exit_timeout - (time.monotonic() - start))
-        worker.finish_exit(remaining)
+        remaining = _SHUTDOWN.remaining(worker)
+        if not worker.finish_exit(0.0 if remaining is None else remaining):
+            give_up(worker)
+            finished = False
+    return finished
 
+
+def drain_at_exit() -> None:
+    """At interpreter exit: deliver every unclosed writer's records, within its exit_timeout.
+
+    Writers of ``BatchingHandler`` are left to ``logging.shutdown()``, which runs after the
+    other exit hooks had their say (they may log).
+    """
+    deliver_all(only_close_at_exit=True)
+
+
+# ---------------------------------------------------------------------- the standby thread
+
+
+class _Standby:
+    """A thread started before exit, which runs what no worker thread can at exit."""
+
+    __slots__ = ("__weakref__", "_jobs", "_lock", "_pid", "_thread", "_wake")
+
+    def __init__(self) -> None:
+        self._lock = new_lock()
+        self._jobs: collections.deque[Callable[[], object]] = collections.deque()
+        self._wake = Wakeup()
+        self._thread: threading.Thread | None = None
+        self._pid = -1
+
+    def ensure_started(self) -> None:
+        """Start the thread in this process, unless it runs already (or cannot start)."""
+        pid = os.getpid()
+        if self._pid == pid:
+            return
+        if not threading.main_thread().is_alive():
+            return  # the interpreter is exiting: no thread starts now (3.12 refuses)
+        with self._lock:
+            if self._pid == pid:
+                return
+            self._jobs.clear()  # a parent's jobs are the parent's
+            self._wake = Wakeup()  # made now, from the threading module in force now
+            thread = threading.Thread(target=self._run, name="batchlog-standby", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # at interpreter shutdown already: nothing can start
+                return
+            self._thread, self._pid = thread, pid
+
+    def submit(self, job: Callable[[], object]) -> bool:
+        """Run ``job`` on the standby thread; False if there is none in this process."""
+        thread = self._thread
+        if self._pid != os.getpid() or thread is None or not thread.is_alive():
+            return False
+        self._jobs.append(job)
+        self._wake.set()
+        return True
+
+    def _run(self) -> None:
+        jobs = self._jobs
+        while True:
+            self._wake.wait(None)
+            while jobs:
+                job = jobs.popleft()
+                try:
+                    job()
+                except BaseException as failure:  # noqa: BLE001 -- the standby never ends
+                    write_line(f"batchlog: the standby thread's job failed: {failure!r}")
+
+
+_STANDBY = _Standby()
+
+
+def run_on_standby(job: Callable[[], object]) -> bool:
+    """Run ``job`` on the standby thread (no thread may start now); False if there is none."""
+    return _STANDBY.submit(job)
+
+
+# ---------------------------------------------------------------------- fork
 
 def _reset_in_child() -> None:
     """In a forked child: fresh locks, empty queues, zeroed counters, no worker yet."""
     global _registry_lock  # noqa: PLW0603 -- a lock held in the parent at fork is unusable
     _registry_lock = new_lock()
+    _SHUTDOWN.reset()
+    _SIGTERM.reset_after_fork()
     for worker in list(_open.values()):
         worker.reset_after_fork()
+    if _open:
+        _hook_process_end(forking=True)
+        _STANDBY.ensure_started()
+
+
+# ---------------------------------------------------------------------- ends without atexit
+
+_after_fork_hooked = False  # inherited by forked children, as multiprocessing's hooks are
+_celery_hooked = False  # likewise
+_finalizer: Any = None  # this process's multiprocessing.util.Finalize, once registered
+
+
+def _hook_process_end(*, forking: bool = False) -> None:
+    """Make the ends of multiprocessing's and Celery's children deliver.
+
+    Only frameworks already imported are hooked (each fork looks again): batchlog imports
+    none of them.
+    """
+    global _after_fork_hooked, _celery_hooked  # noqa: PLW0603 -- process-wide flags
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        if not _after_fork_hooked:
+            _after_fork_hooked = True
+            # Children of fork and forkserver: their start clears the finalizers they
+            # inherited, then runs the after-fork hooks, which register ours anew.
+            util.register_after_fork(_STANDBY, _register_finalizer)
+        process = sys.modules.get("multiprocessing.process")
+        if not forking and process is not None and process.parent_process() is not None:
+            _register_finalizer(None)  # a spawned child, or a writer first made in a child
+    signals = sys.modules.get("celery.signals")
+    if signals is not None and not _celery_hooked:
+        _celery_hooked = True  # the pool's children are forked: they inherit the receiver
+        signals.worker_process_shutdown.connect(
+            _deliver_on_celery_child_shutdown, weak=False, dispatch_uid="batchlog"
+        )
+
+
+def _register_finalizer(_token: object) -> None:
+    """In a multiprocessing child: deliver everything before it ends with os._exit()."""
+    global _finalizer  # noqa: PLW0603 -- one per process
+    import multiprocessing.util
+
+    if _finalizer is not None and _finalizer.still_active():
+        return
+    # Priority 100: before the finalizers of multiprocessing's own queues (10), which a
+    # sink may still use.
+    _finalizer = multiprocessing.util.Finalize(None, deliver_all, exitpriority=100)
+
+
+def _deliver_on_celery_child_shutdown(**_signal_arguments: object) -> None:
+    """Celery's pool child is about to end with os._exit(): deliver everything first."""
+    deliver_all()
+
+
+# ---------------------------------------------------------------------- SIGTERM (opt-in)
+
+#: Modules whose code may hold a lock the sink's thread needs: a SIGTERM that lands in them
+#: is handled on the standby thread instead of where it landed.
+_LOCKING_MODULES = ("logging", "batchlog.")
+
+
+class _SigtermHandler:
+    """The SIGTERM handler ``deliver_on_sigterm`` installs, and what it chains to."""
+
+    __slots__ = ("delivered", "previous", "terminating")
+
+    def __init__(self) -> None:
+        self.previous: Any = signal.SIG_DFL
+        self.terminating = False
+        self.delivered = False
+
+    def reset_after_fork(self) -> None:
+        """A child inherits the handler but none of the parent's termination."""
+        self.terminating = self.delivered = False
+
+    def install(self) -> None:
+        """Install it (idempotent); remember the handler in place to chain to it."""
+        current = signal.getsignal(signal.SIGTERM)
+        if current is self:
+            return
+        self.previous = current
+        signal.signal(signal.SIGTERM, self)
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.delivered:  # delivered on the standby thread, which signalled us again
+            self._terminate()
+        previous = self.previous
+        if callable(previous):
+            # Someone else ends the process (a framework's graceful shutdown): have the
+            # records on their way now; its exit delivers the rest.
+            for worker in live():
+                worker.flush_soon()
+            previous(signum, frame)
+            return
+        if previous == signal.SIG_IGN or self.terminating:
+            return
+        self.terminating = True
+        # The interrupted code may hold a lock the sink needs (a handler's, a writer's):
+        # then deliver on the standby thread, which signals us again when done.
+        if _landed_in_locking_code(frame) and run_on_standby(self._deliver_then_signal):
+            return
+        deliver_all()
+        self._terminate()
+
+    def _deliver_then_signal(self) -> None:
+        deliver_all()
+        self.delivered = True
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+
+    @staticmethod
+    def _terminate() -> None:
+        """End the process as SIGTERM's default action does (same exit status)."""
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        signal.raise_signal(signal.SIGTERM)
+        os._exit(128 + signal.SIGTERM)  # not reached: the signal ended the process
+
+
+_SIGTERM = _SigtermHandler()
+
+
+def _landed_in_locking_code(frame: Any) -> bool:
+    """Whether ``frame`` or any caller of it runs code of ``_LOCKING_MODULES``."""
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name == "logging" or name.startswith(_LOCKING_MODULES):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def deliver_on_sigterm() -> None:
+    """Make SIGTERM deliver every writer's records before the process ends.
+
+    Off by default: a library does not take signals uninvited. Turn it on where SIGTERM
+    ends the process without Python's exit hooks: a plain script or container stopped
+    with SIGTERM (Python's default is to die at once), uvicorn (which re-raises SIGTERM
+    after its graceful shutdown), ``multiprocessing.Pool.terminate()`` (call it in the
+    pool's ``initializer``).
+
+    On SIGTERM, with no other handler before it (Python's default), every open writer
+    is closed and its records delivered, within its ``exit_timeout`` (10 s by default,
+    in total); then the process ends as SIGTERM's default action ends it (killed by
+    SIGTERM, the same exit status). A Python handler installed before it is chained: the
+    records are sent on their way, then that handler runs and decides (a framework's
+    graceful shutdown then delivers the rest at exit). A framework that installs its own
+    handler and later restores this one (uvicorn) reaches it when it re-raises SIGTERM.
+    Idempotent. ``BatchingHandler(deliver_on_sigterm=True)`` calls it.
+
+    Raises:
+        ValueError: Not called from the main thread (only it can install signal handlers).
+
+    .. versionadded:: 0.3.0
+    """
+    if threading.current_thread() is not threading.main_thread():
+        msg = (
+            "deliver_on_sigterm() must be called from the main thread (Python installs "
+            f"signal handlers only there), not from {threading.current_thread().name!r}"
+        )
+        raise ValueError(msg)
+    _SIGTERM.install()

@@ -8,7 +8,7 @@ import traceback
 
 from ._sync import new_lock
 
-__all__ = ["StderrReporter"]
+__all__ = ["StderrReporter", "write_line"]
 
 
 class StderrReporter:
@@ -54,3 +54,15 @@ class StderrReporter:
             stream.flush()
         except (OSError, ValueError):  # stderr closed or broken: nowhere left to report
             pass
+
+
+def write_line(line: str) -> None:
+    """Write one line to ``sys.stderr`` as it is now (nothing, if there is none or it broke)."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        stream.write(line + "\n")
+        stream.flush()
+    except (OSError, ValueError):  # stderr closed or broken: nowhere left to report
+        pass

@@ -7,6 +7,11 @@ forever, by nobody: the next ``Event.set()`` hangs, and with it the worker and e
 thread that logs may take such an exception, so nothing they call waits or wakes through
 those classes. A ``threading.Lock`` (a C object) is safe: ``acquire`` and ``release`` are
 single C calls, and ``with lock:`` installs its cleanup with the acquire.
+
+Under gevent or eventlet, patched after batchlog was imported (gunicorn patches in each
+worker after the fork), a wait must park the greenlet, not block the hub: every lock a
+thread sleeps on is made when it starts waiting, from the ``threading`` module then in
+force, and thread identities are looked up with ``threading.get_ident()`` on every call.
 """
 
 from __future__ import annotations
@@ -124,14 +129,18 @@ class Wakeup:
 
 
 class Latch:
-    """Opens once; any number of threads wait for it to open."""
+    """Opens once; any number of threads wait for it to open.
 
-    __slots__ = ("_gate", "_open")
+    Each wait sleeps on a lock of its own, made when it starts waiting from the
+    ``threading`` module then in force: a latch made before gevent or eventlet patched
+    ``threading`` (in a forked worker, say) still parks a greenlet without blocking the hub.
+    """
+
+    __slots__ = ("_open", "_waiters")
 
     def __init__(self) -> None:
         self._open = False
-        self._gate = threading.Lock()
-        self._gate.acquire()
+        self._waiters = RoomWaiters()
 
     @property
     def is_open(self) -> bool:
@@ -141,27 +150,29 @@ class Latch:
     def open(self) -> None:
         """Let every present and future waiter through."""
         self._open = True
-        try:  # noqa: SIM105 -- as in Wakeup.set
-            self._gate.release()
-        except RuntimeError:  # opened already
-            pass
+        self._waiters.wake_all()
 
     def wait(self, timeout: float | None) -> bool:
         """Wait at most ``timeout`` seconds (None: no limit) for it to open; return if it did.
 
-        Each waiter takes the gate and hands it on. A waiter interrupted while holding it
-        would keep the others out, so they also look at the flag every half second.
+        A waiter also looks at the flag every half second, should a wake-up be lost to an
+        interrupt between setting the flag and waking the waiters.
         """
+        if self._open:
+            return True
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._open:
-            wait = _LATCH_RECHECK
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return self._open
-                wait = min(wait, remaining)
-            if self._gate.acquire(timeout=wait):
-                self._gate.release()  # hand it on to the next waiter
+        waiter = self._waiters.register()
+        try:
+            while not self._open:
+                wait = _LATCH_RECHECK
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return self._open
+                    wait = min(wait, remaining)
+                self._waiters.sleep(waiter, wait)
+        finally:
+            self._waiters.leave(waiter)
         return True
 
 

@@ -40,7 +40,6 @@ DEFAULT_EXIT_TIMEOUT = 10.0
 #: holds one longer was interrupted, and its slot is reclaimed (the record counted dropped).
 CLOSE_GRACE = 0.1
 _IDLE_RECHECK = 0.25  # an idle worker looks at the queue this often, in case a wake-up is lost
-_get_ident = threading.get_ident
 
 
 class Worker(Generic[T]):
@@ -70,6 +69,7 @@ class Worker(Generic[T]):
         "exit_timeout",
         "flush_fn",
         "flush_interval",
+        "given_up",
         "intake",
         "logger",
         "on_error",
@@ -124,6 +124,8 @@ class Worker(Generic[T]):
         self._thread: threading.Thread | None = None
         self._thread_unavailable = False
         self.at_exit = False
+        #: The process shut down and stopped waiting for this writer (see _lifecycle).
+        self.given_up = False
         self.sink_thread: int | None = None
         # True while flush_fn runs: front doors then check whether the sink itself is
         # logging (a hint read without the lock; the thread check that follows decides).
@@ -150,16 +152,17 @@ class Worker(Generic[T]):
     def wake(self) -> None:
         """Wake the worker (starting its thread if there is none yet)."""
         if self._thread is None and not self.start():
-            # No thread can run the sink (the interpreter is exiting): deliver right here,
-            # as a plain handler would, so nothing waits for a worker that never comes.
-            if not self.on_sink_thread():
+            # No worker thread can start (the interpreter is exiting): deliver on the
+            # standby thread, started before exit, so a hung sink cannot hang the caller;
+            # where there is none, right here, as a plain handler would.
+            if not self.on_sink_thread() and not _lifecycle.run_on_standby(self.drain_here):
                 self.drain_here()
             return
         self._wake_event.set()
 
     def on_sink_thread(self) -> bool:
         """Whether the calling thread is the one running the sink."""
-        return self.sink_thread == _get_ident()
+        return self.sink_thread == threading.get_ident()
 
     def can_run(self) -> bool:
         """Whether a worker thread runs or could be started now."""
@@ -190,6 +193,9 @@ class Worker(Generic[T]):
                 # exit hook or the next flush or close delivers on the calling thread.
                 return False
             thread = threading.Thread(target=self._run, name=f"batchlog-{self.name}", daemon=True)
+            # Made now, by the threading module in force when the worker starts: under
+            # gevent patched after a fork, the worker is a greenlet and must sleep as one.
+            self._wake_event = Wakeup()
             try:
                 thread.start()
             except RuntimeError:  # "can't create new thread at interpreter shutdown"
@@ -205,7 +211,7 @@ class Worker(Generic[T]):
 
     def _run(self) -> None:
         """The worker thread: deliver batches until closed and drained, whatever happens."""
-        self.sink_thread = _get_ident()
+        self.sink_thread = threading.get_ident()
         try:
             self._loop()
         except BaseException as exc:  # noqa: BLE001 -- the worker ends, but never silently
@@ -462,17 +468,27 @@ class Worker(Generic[T]):
         return self.await_request(self.requests.close, timeout)
 
     def await_request(self, request: Request, timeout: float | None) -> bool:
-        """Wait for ``request`` at most ``timeout`` seconds (None: no limit)."""
+        """Wait for ``request`` at most ``timeout`` seconds (None: no limit).
+
+        While the process shuts down, the wait is also bounded by this writer's share of
+        the shutdown (see ``_lifecycle``); a writer that runs out of it is given up.
+        """
         if request.done:
             return request.ok
         if self.on_sink_thread():
             self._wake_event.set()  # called from inside flush_fn: never wait for ourselves
             return False
+        budget = _lifecycle.shutdown_budget(self) if timeout != 0 else None
+        if budget is not None:
+            timeout = budget if timeout is None else min(timeout, budget)
         if self.running():
             self._wake_event.set()
-            return request.wait(timeout)
-        self.drain_inline()
-        return request.wait(timeout)
+        elif timeout is None or not _lifecycle.run_on_standby(self.drain_inline):
+            self.drain_inline()  # no worker thread can run (interpreter exit): here
+        finished = request.wait(timeout)
+        if budget is not None and not request.done:
+            _lifecycle.give_up(self)
+        return finished
 
     async def await_request_async(self, request: Request, timeout: float | None) -> bool:
         """Like ``await_request``, waiting without blocking the event loop."""
@@ -505,7 +521,7 @@ class Worker(Generic[T]):
         with self._counts_lock:
             if self.sink_thread is not None:
                 return  # another thread is draining and will see our request
-            self.sink_thread = _get_ident()
+            self.sink_thread = threading.get_ident()
         try:
             while True:
                 intake = self.intake
@@ -554,7 +570,26 @@ class Worker(Generic[T]):
 
     def finish_exit(self, timeout: float) -> bool:
         """Wait at most ``timeout`` for the close begun by ``begin_exit``."""
-        return self.await_request(self.requests.close, timeout)
+        request = self.requests.close
+        if request.done:
+            return request.ok
+        if self.on_sink_thread():
+            return False
+        if self.running():
+            self._wake_event.set()
+        elif not _lifecycle.run_on_standby(self.drain_inline):
+            self.drain_inline()  # no standby in this process (it could not start)
+        return request.wait(timeout)
+
+    def flush_soon(self) -> None:
+        """Ask for every accepted record to go to the sink now; do not wait."""
+        self.requests.flush()
+        self.wake()
+
+    def undelivered(self) -> int:
+        """Records accepted and not yet finished by the sink (waiting or in flight)."""
+        with self._counts_lock:
+            return self.intake.in_buffer()
 
     def reset_after_fork(self) -> None:
         """In a forked child: empty, zeroed and working; the parent delivers its records."""

@@ -55,7 +55,6 @@ _MIN_FLUSH_INTERVAL = 0.001
 _ROOM_RECHECK = 0.25  # an event loop waiting for room looks again this often
 _names = itertools.count(1)
 _names_lock = new_lock()
-_get_ident = threading.get_ident
 
 
 def unique_name(prefix: str) -> str:
@@ -375,7 +374,7 @@ class BatchWriter(Generic[T]):
         .. versionadded:: 0.2.0
         """
         worker = self._worker
-        return worker.sink_running and worker.sink_thread == _get_ident()
+        return worker.sink_running and worker.sink_thread == threading.get_ident()
 
     async def add_async(self, record: T, timeout: float | None = None) -> None:
         """Accept ``record`` like ``add``, waiting for room without blocking the loop.

@@ -160,9 +160,10 @@ def test_records_logged_by_a_late_atexit_hook_are_delivered(tmp_path: Path) -> N
     assert [record["message"] for record in delivered(tmp_path)] == ["before exit", "from atexit"]
 
 
-def test_hung_sink_delays_exit_by_at_most_twice_the_flush_timeout(tmp_path: Path) -> None:
+def test_hung_sink_delays_exit_by_at_most_the_flush_timeout(tmp_path: Path) -> None:
     """With flush_timeout=1 (from dictConfig) a sink that never returns delays exit by about
-    two seconds (flush, then close), and the exit code stays 0."""
+    one second (the flush; the close that follows waits no more), the exit code stays 0,
+    and one line on stderr says how many records were not delivered."""
     result = run_script(
         """
         configure("ext://mysinks.hung_sink", capacity=10, flush_interval=60, flush_timeout=1)
@@ -173,8 +174,12 @@ def test_hung_sink_delays_exit_by_at_most_twice_the_flush_timeout(tmp_path: Path
         tmp_path,
     )
     exit_took = time.time() - json.loads((tmp_path / "script-ended.json").read_text())
-    assert_clean_exit(result)
-    assert exit_took < 2 * 1 + 3  # two timeouts plus slack for a busy machine; default is 20 s
+    assert (result.returncode, result.stderr) == (
+        0,
+        "batchlog: writer 'batching': 100 record(s) not delivered: its sink did not finish "
+        "in time while the process shut down\n",
+    )
+    assert exit_took < 1 + 3  # one timeout plus slack for a busy machine
 
 
 def test_reconfiguring_closes_the_old_handler_without_deadlock(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import pytest
 from conftest import WAIT, BlockingSink, RecordingSink
 
 import batchlog._intake
+import batchlog._lifecycle
 import batchlog._worker
 from batchlog import BatchWriter, WriterClosedError
 from batchlog._intake import _KEEP_FREE, Intake
@@ -796,14 +797,33 @@ def threadless(monkeypatch) -> Callable[..., BatchWriter[Any]]:
         writer.close(timeout=WAIT)
 
 
-def test_without_a_thread_records_are_delivered_on_the_calling_thread(threadless):
-    """No thread can start: the first record, a flush and a close deliver right there.
+def test_without_a_thread_records_are_delivered_on_the_standby_thread(threadless):
+    """No worker thread can start (as at exit): the first record, a flush and a close
+    deliver on the standby thread started before, so the caller never runs a sink that
+    could hang it.
 
     Kills W47, W48, W49.
     """
     sink = RecordingSink()
     writer = threadless(sink)
-    writer.add("a")  # the first record wakes a worker that cannot start: delivered here
+    writer.add("a")  # the first record wakes a worker that cannot start: the standby delivers
+    assert sink.wait_for_records(1)
+    writer.add("b")
+    assert writer.flush(timeout=WAIT) is True
+    assert sink.records == ["a", "b"]
+    writer.add("c")
+    assert writer.close(timeout=WAIT) is True
+    assert sink.records == ["a", "b", "c"]
+    assert {thread.name for thread in sink.threads} == {"batchlog-standby"}
+
+
+def test_without_any_thread_records_are_delivered_on_the_calling_thread(threadless, monkeypatch):
+    """No worker thread and no standby either: the first record, a flush and a close
+    deliver right there, as a plain handler would."""
+    monkeypatch.setattr(batchlog._lifecycle, "run_on_standby", lambda job: False)
+    sink = RecordingSink()
+    writer = threadless(sink)
+    writer.add("a")
     assert sink.records == ["a"]
     writer.add("b")
     assert writer.flush(timeout=WAIT) is True

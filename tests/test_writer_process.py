@@ -80,6 +80,23 @@ def assert_clean_exit(result: subprocess.CompletedProcess[str]) -> None:
     assert (result.returncode, result.stderr) == (0, ""), result.stdout
 
 
+def not_delivered_line(name: str, count: int) -> str:
+    """The line on stderr for a writer given up at exit."""
+    return (
+        f"batchlog: writer {name!r}: {count} record(s) not delivered: its sink did not "
+        "finish in time while the process shut down\n"
+    )
+
+
+def assert_exit_gave_up(
+    result: subprocess.CompletedProcess[str], elapsed: float, name: str, count: int
+) -> None:
+    """Exit code 0, within exit_timeout=1 (well below the 10 s default, whatever the
+    machine's load), and one line on stderr for the writer given up."""
+    assert (result.returncode, result.stderr) == (0, not_delivered_line(name, count))
+    assert elapsed < 8
+
+
 # ---------------------------------------------------------------------- interpreter exit
 
 
@@ -179,8 +196,7 @@ def test_hung_sink_does_not_hang_exit(tmp_path: Path) -> None:
         """,
         tmp_path,
     )
-    assert_clean_exit(result)
-    assert elapsed < 30
+    assert_exit_gave_up(result, elapsed, "BatchWriter-1", 100)
 
 
 def test_hung_sink_does_not_stop_another_writer_delivering_at_exit(tmp_path: Path) -> None:
@@ -197,8 +213,7 @@ def test_hung_sink_does_not_stop_another_writer_delivering_at_exit(tmp_path: Pat
         """,
         tmp_path,
     )
-    assert_clean_exit(result)
-    assert elapsed < 30
+    assert_exit_gave_up(result, elapsed, "hung", 100)
     assert list(range(100)) == records_of(tmp_path)
 
 
@@ -215,8 +230,7 @@ def test_hung_sink_does_not_hang_exit_when_the_first_record_comes_at_exit(
         """,
         tmp_path,
     )
-    assert_clean_exit(result)
-    assert elapsed < 30
+    assert_exit_gave_up(result, elapsed, "BatchWriter-1", 1)
 
 
 # ---------------------------------------------------------------------- fork
