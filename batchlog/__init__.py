@@ -5,6 +5,7 @@ The public names are re-exported here; see ``BatchWriter`` to start.
 
 from __future__ import annotations
 
+from ._lifecycle import deliver_on_sigterm
 from .errors import (
     BatchlogError,
     CapacityTooSmallError,
@@ -36,4 +37,5 @@ __all__ = [
     "QueueFullError",
     "WriterClosedError",
     "__version__",
+    "deliver_on_sigterm",
 ]

@@ -16,6 +16,7 @@ from typing import Any, Callable, Literal, TypeVar, overload
 
 __all__ = [
     "MAX_SIZE",
+    "bool_from_config",
     "check_bool",
     "check_callable",
     "check_choice",
@@ -274,6 +275,22 @@ def level_number(level: object, *, what: str = "level") -> int:
             return number
     msg = f"{what} must be a logging level number or name such as 'ERROR', not {level!r}"
     raise ValueError(msg)
+
+
+_CONFIG_BOOLS = {
+    **dict.fromkeys(("true", "yes", "on", "1"), True),
+    **dict.fromkeys(("false", "no", "off", "0"), False),
+}
+
+
+def bool_from_config(value: Any) -> Any:
+    """Turn a boolean string from a config file ("true", "off", "1") into a bool; else as is.
+
+    Anything else passes through untouched, for ``check_bool`` to accept or reject by name.
+    """
+    if isinstance(value, str):
+        return _CONFIG_BOOLS.get(value.strip().lower(), value)
+    return value
 
 
 def number_from_config(value: Any, kind: type[N]) -> Any:

@@ -19,15 +19,25 @@ import logging
 import operator
 import re
 import sys
+import threading
 import traceback
 import uuid
 import weakref
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Callable
 
+from ._lifecycle import deliver_on_sigterm as _deliver_on_sigterm
 from ._report import StderrReporter
 from ._sinkspec import resolve_sink
 from ._types import Sink
-from ._validate import check_seconds, level_number, number_from_config
+from ._validate import (
+    bool_from_config,
+    check_bool,
+    check_seconds,
+    level_number,
+    number_from_config,
+)
 from .metrics import Metrics
 from .overflow import OverflowPolicyLike
 from .writer import BatchWriter, unique_name
@@ -307,6 +317,37 @@ def _copy_record(record: logging.LogRecord) -> logging.LogRecord:
     return copy
 
 
+def _offer_reopening(handler_ref: weakref.ref[BatchingHandler], record: Any) -> bool:
+    """A closed handler's ``_offer``: reopen it, then offer ``record``."""
+    handler = handler_ref()
+    return handler is not None and handler._reopen_and_offer(record)  # noqa: SLF001 -- its own
+
+
+def _added(earlier: Metrics | None, later: Metrics) -> Metrics:
+    """The counts of ``earlier`` writers and a ``later`` one, as one writer's would be."""
+    if earlier is None:
+        return later
+    flush_count = earlier.flush_count + later.flush_count
+    total = earlier.total_flush_time + later.total_flush_time
+    return Metrics(
+        records_added=earlier.records_added + later.records_added,
+        records_dropped=earlier.records_dropped + later.records_dropped,
+        records_evicted=earlier.records_evicted + later.records_evicted,
+        records_processed=earlier.records_processed + later.records_processed,
+        records_failed=earlier.records_failed + later.records_failed,
+        records_in_buffer=earlier.records_in_buffer + later.records_in_buffer,
+        flush_count=flush_count,
+        flush_errors=earlier.flush_errors + later.flush_errors,
+        last_flush_duration=(
+            later.last_flush_duration if later.flush_count else earlier.last_flush_duration
+        ),
+        avg_flush_duration=total / flush_count if flush_count else 0.0,
+        max_flush_duration=max(earlier.max_flush_duration, later.max_flush_duration),
+        total_flush_time=total,
+        reopened=0,
+    )
+
+
 def _logging_lock_held() -> bool:
     """Whether this thread holds the logging module's lock.
 
@@ -340,6 +381,11 @@ class BatchingHandler(logging.Handler):
         name: The writer's name (thread name, reports); default: the handler's class.
         flush_timeout: Most seconds ``flush`` and ``close`` wait for the sink
             (``logging.shutdown()`` calls both at exit); None waits as long as it takes.
+            While the process shuts down, all waits share one budget (see
+            ``batchlog.BatchWriter``'s ``exit_timeout``).
+        deliver_on_sigterm: Call ``batchlog.deliver_on_sigterm()``, so SIGTERM delivers
+            every record before the process ends (for deployments where SIGTERM skips
+            Python's exit hooks: uvicorn, containers, ``Pool.terminate()``).
 
     The records the sink receives are stable: ``record.getMessage()`` gives the text as it
     was when logged, and an exception is already text in ``exc_text`` (``exc_info`` is
@@ -357,7 +403,17 @@ class BatchingHandler(logging.Handler):
     Records the sink itself logs through this handler are dropped (and counted in
     ``metrics.records_dropped``) so a sink cannot feed itself forever.
 
+    Closed while still attached (by someone else's ``dictConfig``, say, as a framework's
+    setup does), the handler reopens on the next record, as ``logging.FileHandler`` does:
+    a fresh writer, and a fresh sink when it was given as an import string or mapping
+    (a sink object is reused, after its ``reopen()`` if it has one). ``metrics`` then adds
+    up every writer the handler had and counts the reopenings in ``reopened``. During
+    interpreter exit it does not reopen: records logged after its close are dropped and
+    counted.
+
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       Reopens after a close; ``deliver_on_sigterm``.
     """
 
     def __init__(
@@ -374,39 +430,61 @@ class BatchingHandler(logging.Handler):
         level: int | str = logging.NOTSET,
         name: str | None = None,
         flush_timeout: float | None = DEFAULT_FLUSH_TIMEOUT,
+        deliver_on_sigterm: bool = False,
     ) -> None:
         # Before Handler.__init__, which sets self.formatter (mirrored into the delivery).
         self._delivery = _Delivery(self, _no_sink)
         super().__init__(level_number(level))
-        capacity = number_from_config(capacity, int)
-        flush_interval = number_from_config(flush_interval, float)
-        max_queue_size = number_from_config(max_queue_size, int)
-        block_timeout = number_from_config(block_timeout, float)
-        flush_timeout = number_from_config(flush_timeout, float)
+        deliver_on_sigterm = check_bool(
+            "deliver_on_sigterm", bool_from_config(deliver_on_sigterm)
+        )
+        self._sink_spec = sink
         self._sink = resolve_sink(sink)
         self._flush_level = (
             None if flush_level is None else level_number(flush_level, what="flush_level")
         )
-        self.flush_timeout = check_seconds("flush_timeout", flush_timeout, allow_none=True)
-        name = name or unique_name(type(self).__name__)
-        # The worker holds these, never the handler: a handler nobody references is
-        # collected, and with it its writer, whose finalizer delivers what is left.
-        self._delivery.sink = self._sink
-        self._failure_report = _SinkFailureReport(type(self).__name__, name)
-        self._writer: BatchWriter[logging.LogRecord] = BatchWriter(
-            capacity,
-            flush_interval,
-            self._delivery,
-            max_queue_size=max_queue_size,
-            clear_buffers=clear_buffers,
-            on_error=self._failure_report,
-            on_close=functools.partial(_close_sink, self._sink),
-            name=name,
-            overflow=overflow,
-            block_timeout=block_timeout,
-            close_at_exit=False,  # logging.shutdown() closes it, after other atexit hooks log
+        self.flush_timeout = check_seconds(
+            "flush_timeout", number_from_config(flush_timeout, float), allow_none=True
         )
+        name = name or unique_name(type(self).__name__)
+        self._failure_report = _SinkFailureReport(type(self).__name__, name)
+        self._writer_options: dict[str, Any] = {
+            "capacity": number_from_config(capacity, int),
+            "flush_interval": number_from_config(flush_interval, float),
+            "max_queue_size": number_from_config(max_queue_size, int),
+            "clear_buffers": clear_buffers,
+            "overflow": overflow,
+            "block_timeout": number_from_config(block_timeout, float),
+        }
+        # logging.shutdown() closes it, after other atexit hooks had their say (they log).
+        self._writer = self._new_writer(self._sink, name, close_at_exit=False)
         self._offer = self._writer.offer
+        self._reopen_lock = threading.Lock()
+        self._retired: list[BatchWriter[logging.LogRecord]] = []  # closed, still delivering
+        self._retired_totals: Metrics | None = None  # of the retired writers that finished
+        self._reopened = 0
+        if deliver_on_sigterm:
+            _deliver_on_sigterm()
+
+    def _new_writer(
+        self, sink: Sink, name: str, *, close_at_exit: bool
+    ) -> BatchWriter[logging.LogRecord]:
+        """A writer delivering to ``sink``; the worker holds these, never the handler.
+
+        A handler nobody references is then collected, and with it its writer, whose
+        finalizer delivers what is left.
+        """
+        delivery = _Delivery(self, sink)
+        delivery.formatter = self._delivery.formatter
+        self._delivery = delivery
+        return BatchWriter(
+            flush_fn=delivery,
+            on_error=self._failure_report,
+            on_close=functools.partial(_close_sink, sink),
+            name=name,
+            close_at_exit=close_at_exit,
+            **self._writer_options,
+        )
 
     # ------------------------------------------------------------------ public surface
 
@@ -417,8 +495,27 @@ class BatchingHandler(logging.Handler):
 
     @property
     def metrics(self) -> Metrics:
-        """The writer's ``batchlog.Metrics``."""
-        return self._writer.metrics
+        """The writer's ``batchlog.Metrics`` (after a reopening, of all its writers)."""
+        current = self._writer.metrics
+        if not self._reopened:
+            return current
+        with self._reopen_lock:
+            totals = self._settle_retired()
+            for writer in self._retired:
+                totals = _added(totals, writer.metrics)
+        return replace(_added(totals, current), reopened=self._reopened)
+
+    def _settle_retired(self) -> Metrics | None:
+        """Fold retired writers that finished into the totals; return the totals."""
+        still: list[BatchWriter[logging.LogRecord]] = []
+        for writer in self._retired:
+            metrics = writer.metrics
+            if writer.closed and not metrics.records_in_buffer:
+                self._retired_totals = _added(self._retired_totals, metrics)
+            else:
+                still.append(writer)
+        self._retired = still
+        return self._retired_totals
 
     @property
     def sink(self) -> Sink:
@@ -565,7 +662,35 @@ class BatchingHandler(logging.Handler):
             else:
                 self._writer.close(self.flush_timeout)
         finally:
+            # The next record reopens the handler, as FileHandler's does. No cycle: the
+            # function holds the handler weakly.
+            self._offer = functools.partial(_offer_reopening, weakref.ref(self))
             super().close()
+
+    def _reopen_and_offer(self, record: logging.LogRecord) -> bool:
+        """A record after ``close``: reopen with a fresh writer (and sink), then offer it."""
+        with self._reopen_lock:
+            closed = self._writer
+            if closed.closed:
+                if not threading.main_thread().is_alive():
+                    closed.count_drop()  # the interpreter is exiting: do not start afresh
+                    return False
+                self._settle_retired()
+                self._retired.append(closed)
+                sink = self._sink
+                if isinstance(self._sink_spec, (str, Mapping)):
+                    sink = resolve_sink(self._sink_spec)
+                else:
+                    reopen = getattr(sink, "reopen", None)
+                    if callable(reopen):
+                        reopen()
+                self._sink = sink
+                # Closed by dictConfig or logging.shutdown(), this handler may be known to
+                # logging no more: batchlog's exit hook closes the new writer.
+                self._writer = self._new_writer(sink, closed.name, close_at_exit=True)
+                self._reopened += 1
+            self._offer = self._writer.offer
+        return self._offer(record)
 
     def set_name(self, name: str) -> None:
         """Set the handler's name (dictConfig does) and name its writer after it."""

@@ -38,6 +38,7 @@ class Metrics:
         "records_failed",
         "records_in_buffer",
         "records_processed",
+        "reopened",
         "total_flush_time",
     )
 
@@ -54,6 +55,7 @@ class Metrics:
     avg_flush_duration: float
     max_flush_duration: float
     total_flush_time: float
+    reopened: int
 
     def as_dict(self) -> dict[str, Any]:
         """Return the fields as a plain dict, in declaration order."""
@@ -221,6 +223,19 @@ METRIC_FIELDS: tuple[MetricField, ...] = (
         description="Seconds spent in flush_fn altogether.",
         prometheus_name="flush_seconds_total",
         otel_name="batchlog.flush_time",
+        otel_instrument="counter",
+    ),
+    MetricField(
+        name="reopened",
+        kind="counter",
+        unit="{reopen}",
+        description=(
+            "Times a BatchingHandler closed by someone else (dictConfig, say) while still "
+            "attached reopened with a fresh writer for records logged later; the counts "
+            "above then add up every writer it had. Always 0 for a BatchWriter."
+        ),
+        prometheus_name="reopened_total",
+        otel_name="batchlog.reopened",
         otel_instrument="counter",
     ),
 )

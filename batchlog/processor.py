@@ -9,8 +9,9 @@ import functools
 from collections.abc import MutableMapping
 from typing import Any, Callable
 
+from ._lifecycle import deliver_on_sigterm as _deliver_on_sigterm
 from ._sinkspec import resolve_sink
-from ._validate import check_seconds
+from ._validate import check_bool, check_seconds
 from .handler import DEFAULT_FLUSH_TIMEOUT
 from .metrics import Metrics
 from .overflow import OverflowPolicyLike
@@ -43,11 +44,15 @@ class BatchingProcessor:
         pass_through: Return the event dict instead of dropping it.
         name: The writer's name (thread name, reports).
         flush_timeout: Most seconds ``flush`` and ``close`` wait; None: no limit.
+        deliver_on_sigterm: Call ``batchlog.deliver_on_sigterm()``, so SIGTERM delivers
+            every event before the process ends.
 
     With structlog's async methods (``await log.ainfo(...)``) the chain, and so a blocking
     wait for room, runs in a worker thread, never on the event loop.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       ``deliver_on_sigterm``.
     """
 
     __slots__ = (
@@ -73,7 +78,9 @@ class BatchingProcessor:
         pass_through: bool = False,
         name: str | None = None,
         flush_timeout: float | None = DEFAULT_FLUSH_TIMEOUT,
+        deliver_on_sigterm: bool = False,
     ) -> None:
+        check_bool("deliver_on_sigterm", deliver_on_sigterm)
         try:
             import structlog
         except ImportError as exc:  # pragma: no cover - the test extra installs structlog
@@ -98,6 +105,8 @@ class BatchingProcessor:
             block_timeout=block_timeout,
         )
         self._offer: Callable[[dict[str, Any]], bool] = self.writer.offer
+        if deliver_on_sigterm:
+            _deliver_on_sigterm()
 
     def __call__(
         self,

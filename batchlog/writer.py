@@ -527,6 +527,7 @@ class BatchWriter(Generic[T]):
             avg_flush_duration=total / flush_count if flush_count else 0.0,
             max_flush_duration=longest,
             total_flush_time=total,
+            reopened=0,
         )
 
 

@@ -172,9 +172,15 @@ def _close_remaining_writers(before: set[int]) -> list[str]:
 
 
 def _threads_left(before: set[threading.Thread]) -> list[str]:
-    """Join the threads started since ``before``; return the names of those still alive."""
+    """Join the threads started since ``before``; return the names of those still alive.
+
+    batchlog's standby thread is not the page's: one per process, started with its first
+    writer, it lives as long as the process (it delivers at exit).
+    """
     left = []
     for thread in threading.enumerate():
+        if thread.name == "batchlog-standby":
+            continue
         if thread not in before and thread is not threading.current_thread():
             thread.join(WAIT)
             if thread.is_alive():

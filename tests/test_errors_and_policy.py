@@ -41,6 +41,7 @@ METRICS_FIELDS = [
     "avg_flush_duration",
     "max_flush_duration",
     "total_flush_time",
+    "reopened",
 ]
 
 
@@ -59,6 +60,7 @@ def make_metrics() -> Metrics:
         avg_flush_duration=0.25,
         max_flush_duration=0.75,
         total_flush_time=1.25,
+        reopened=7,
     )
 
 

@@ -45,9 +45,10 @@ INSTRUMENT_NAMES = {
     "avg_flush_duration": "batchlog.avg_flush_duration",
     "max_flush_duration": "batchlog.max_flush_duration",
     "total_flush_time": "batchlog.flush_time",
+    "reopened": "batchlog.reopened",
 }
 
-ZERO = Metrics(0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
+ZERO = Metrics(0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0)
 
 #: Skips a test needing ``BatchWriter.flush_fn`` (a bare writer's sink) until it exists.
 needs_public_flush_fn = pytest.mark.skipif(

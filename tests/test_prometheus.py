@@ -41,9 +41,10 @@ SAMPLE_NAMES = {
     "avg_flush_duration": "batchlog_avg_flush_duration_seconds",
     "max_flush_duration": "batchlog_max_flush_duration_seconds",
     "total_flush_time": "batchlog_flush_seconds_total",
+    "reopened": "batchlog_reopened_total",
 }
 
-ZERO = Metrics(0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
+ZERO = Metrics(0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0)
 
 #: Skips a test needing ``BatchWriter.flush_fn`` (a bare writer's sink) until it exists.
 needs_public_flush_fn = pytest.mark.skipif(

@@ -250,6 +250,7 @@ ZERO_METRICS = {
     "avg_flush_duration": 0.0,
     "max_flush_duration": 0.0,
     "total_flush_time": 0.0,
+    "reopened": 0,
 }
 
 CHILD = """
