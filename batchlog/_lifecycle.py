@@ -453,7 +453,7 @@ def deliver_on_sigterm() -> None:
     Raises:
         ValueError: Not called from the main thread (only it can install signal handlers).
 
-    .. versionadded:: 0.3.0
+    .. versionadded:: 0.2.0
     """
     if threading.current_thread() is not threading.main_thread():
         msg = (
