@@ -120,6 +120,9 @@ def live() -> list[Managed]:
 # ---------------------------------------------------------------------- the shutdown budget
 
 
+_SHUTDOWN_OVER = 1.0  # seconds after its budget a shutdown counts as over (the process went on)
+
+
 class _Shutdown:
     """When this process began shutting down (None: it has not), and whom it gave up on."""
 
@@ -135,11 +138,15 @@ class _Shutdown:
         self.started = None
 
     def begin(self) -> None:
-        """The process is shutting down now (a new shutdown, if the last one is long over)."""
+        """The process is shutting down now (a new shutdown, if the last one is long over).
+
+        "Long over": more than ``_SHUTDOWN_OVER`` after the longest budget ended. A wait
+        that ends with its budget (a hung sink) and the next one then are the same shutdown.
+        """
         now = time.monotonic()
         longest = max((worker.exit_timeout for worker in live()), default=0.0)
         with self._lock:
-            if self.started is None or now > self.started + longest:
+            if self.started is None or now > self.started + longest + _SHUTDOWN_OVER:
                 self.started = now
 
     def remaining(self, worker: Managed) -> float | None:
@@ -150,7 +157,7 @@ class _Shutdown:
         if worker.given_up:
             return 0.0
         left = started + worker.exit_timeout - time.monotonic()
-        if left < -1.0:  # a shutdown long over (the process went on): it does not apply
+        if left < -_SHUTDOWN_OVER:  # a shutdown long over (the process went on): not this
             return None
         return max(0.0, left)
 
@@ -223,9 +230,20 @@ def drain_at_exit() -> None:
     """At interpreter exit: deliver every unclosed writer's records, within its exit_timeout.
 
     Writers of ``BatchingHandler`` are left to ``logging.shutdown()``, which runs after the
-    other exit hooks had their say (they may log).
+    other exit hooks had their say (they may log); unless a SIGTERM is held for the end
+    (see ``_SigtermHandler``): then everything is delivered now, and SIGTERM ends the process.
     """
-    deliver_all(only_close_at_exit=True)
+    held = _SIGTERM.held()
+    deliver_all(only_close_at_exit=not held)
+    if held:
+        _SIGTERM.terminate()
+
+
+def _deliver_at_process_end() -> None:
+    """A child ends with os._exit() after this: deliver everything, then a held SIGTERM."""
+    deliver_all()
+    if _SIGTERM.held():
+        _SIGTERM.terminate()
 
 
 # ---------------------------------------------------------------------- the standby thread
@@ -347,12 +365,12 @@ def _register_finalizer(_token: object) -> None:
         return
     # Priority 100: before the finalizers of multiprocessing's own queues (10), which a
     # sink may still use.
-    _finalizer = multiprocessing.util.Finalize(None, deliver_all, exitpriority=100)
+    _finalizer = multiprocessing.util.Finalize(None, _deliver_at_process_end, exitpriority=100)
 
 
 def _deliver_on_celery_child_shutdown(**_signal_arguments: object) -> None:
     """Celery's pool child is about to end with os._exit(): deliver everything first."""
-    deliver_all()
+    _deliver_at_process_end()
 
 
 # ---------------------------------------------------------------------- SIGTERM (opt-in)
@@ -363,18 +381,27 @@ _LOCKING_MODULES = ("logging", "batchlog.")
 
 
 class _SigtermHandler:
-    """The SIGTERM handler ``deliver_on_sigterm`` installs, and what it chains to."""
+    """The SIGTERM handler ``deliver_on_sigterm`` installs, and what it chains to.
 
-    __slots__ = ("delivered", "previous", "terminating")
+    Chained to a framework's handler, it also blocks SIGTERM on the main thread: a
+    framework that later restores the handler it found (Python's default) and re-raises
+    SIGTERM on this thread (uvicorn) would otherwise kill the process before its exit
+    delivers. The re-raised SIGTERM waits, pending, until batchlog's exit hook (or a
+    multiprocessing or Celery child's end) delivered everything; then it ends the process.
+    A SIGTERM sent to the process still reaches the handler through another thread.
+    """
+
+    __slots__ = ("chained", "delivered", "previous", "terminating")
 
     def __init__(self) -> None:
         self.previous: Any = signal.SIG_DFL
         self.terminating = False
         self.delivered = False
+        self.chained = False
 
     def reset_after_fork(self) -> None:
         """A child inherits the handler but none of the parent's termination."""
-        self.terminating = self.delivered = False
+        self.terminating = self.delivered = self.chained = False
 
     def install(self) -> None:
         """Install it (idempotent); remember the handler in place to chain to it."""
@@ -384,13 +411,19 @@ class _SigtermHandler:
         self.previous = current
         signal.signal(signal.SIGTERM, self)
 
+    def held(self) -> bool:
+        """Whether a SIGTERM waits, blocked, for the records to be delivered."""
+        return self.chained and signal.SIGTERM in signal.sigpending()
+
     def __call__(self, signum: int, frame: Any) -> None:
         if self.delivered:  # delivered on the standby thread, which signalled us again
-            self._terminate()
+            self.terminate()
         previous = self.previous
         if callable(previous):
             # Someone else ends the process (a framework's graceful shutdown): have the
             # records on their way now; its exit delivers the rest.
+            self.chained = True
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
             for worker in live():
                 worker.flush_soon()
             previous(signum, frame)
@@ -403,7 +436,7 @@ class _SigtermHandler:
         if _landed_in_locking_code(frame) and run_on_standby(self._deliver_then_signal):
             return
         deliver_all()
-        self._terminate()
+        self.terminate()
 
     def _deliver_then_signal(self) -> None:
         deliver_all()
@@ -411,8 +444,14 @@ class _SigtermHandler:
         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
 
     @staticmethod
-    def _terminate() -> None:
-        """End the process as SIGTERM's default action does (same exit status)."""
+    def terminate() -> None:
+        """End the process as SIGTERM's default action does (same exit status).
+
+        Only the main thread can (it alone sets signal handlers); elsewhere the process
+        goes on ending as it was.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         signal.raise_signal(signal.SIGTERM)

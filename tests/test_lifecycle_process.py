@@ -1,0 +1,397 @@
+"""Whole-process behaviour of the lifecycle hooks: SIGTERM, shared shutdown budgets, fork.
+
+Like ``test_writer_process``, each test runs a small script in a child interpreter; its
+sinks append one JSON line per record to ``<pid>.jsonl`` in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from test_writer_process import (
+    PRELUDE,
+    REPO_ROOT,
+    SCRIPT_TIMEOUT,
+    deliveries,
+    not_delivered_line,
+    records_of,
+)
+
+import batchlog
+
+pytestmark = pytest.mark.subprocess
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+#: Sinks and a handler for the scripts, on top of test_writer_process's PRELUDE.
+LOGGING_PRELUDE = (
+    PRELUDE
+    + """
+import logging, logging.config, signal, time
+import batchlog
+from batchlog import BatchingHandler
+
+def hung_sink(batch):
+    threading.Event().wait()
+
+def handler_sink(batch):
+    file_sink([record.getMessage() for record in batch])
+
+logger = logging.getLogger("app")
+logger.setLevel(logging.INFO)
+logger.propagate = False
+
+def ready():
+    print("ready", flush=True)
+"""
+)
+
+
+def start_script(body: str, out: Path) -> subprocess.Popen[str]:
+    """Start LOGGING_PRELUDE + ``body`` in a child interpreter, reading its stdout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    script = LOGGING_PRELUDE + textwrap.dedent(body)
+    return subprocess.Popen(
+        [sys.executable, "-c", script, str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def wait_until_ready(process: subprocess.Popen[str]) -> None:
+    """Read the child's "ready" line (a child that ends or hangs first fails the test)."""
+    timer = threading.Timer(SCRIPT_TIMEOUT, process.kill)  # a hung child fails, not hangs
+    timer.start()
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+    finally:
+        timer.cancel()
+    assert line == "ready\n", (line, process.communicate(timeout=SCRIPT_TIMEOUT))
+
+
+def terminate(process: subprocess.Popen[str]) -> tuple[int, str, float]:
+    """Send SIGTERM; return the exit status, stderr and seconds until it ended."""
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=SCRIPT_TIMEOUT)
+    return process.returncode, stderr, time.monotonic() - started
+
+
+def run_logging_script(body: str, out: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run LOGGING_PRELUDE + ``body`` to its end; return the result and seconds taken."""
+    process = start_script(body, out)
+    started = time.monotonic()
+    stdout, stderr = process.communicate(timeout=SCRIPT_TIMEOUT)
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    return result, time.monotonic() - started
+
+
+# ---------------------------------------------------------------------- SIGTERM
+
+
+def test_sigterm_delivers_everything_then_ends_the_process_as_sigterm_would(tmp_path):
+    """With deliver_on_sigterm(), SIGTERM to a process with Python's default handling
+    delivers every accepted record, then the process dies by SIGTERM (status -15)."""
+    process = start_script(
+        """
+        writer = BatchWriter(1000, 60.0, file_sink)
+        batchlog.deliver_on_sigterm()
+        for i in range(150):
+            writer.add(i)
+        ready()
+        threading.Event().wait()
+        """,
+        tmp_path,
+    )
+    wait_until_ready(process)
+    status, stderr, _ = terminate(process)
+    assert (status, stderr) == (-signal.SIGTERM, "")
+    assert list(range(150)) == records_of(tmp_path)
+
+
+def test_sigterm_landing_inside_logging_waits_for_it_to_leave(tmp_path):
+    """A SIGTERM that lands while the main thread is inside logging's code, holding a
+    lock the sink needs, is handled on the standby thread: the main thread goes on, lets
+    the lock go, the records are delivered, and the process still dies by SIGTERM.
+    (Delivering right where it landed would wait for that lock until the budget ran out.)"""
+    process = start_script(
+        """
+        shared = threading.Lock()  # held by the code the signal interrupts; the sink needs it
+
+        def locking_sink(batch):
+            with shared:
+                handler_sink(batch)
+
+        class Holding(logging.Handler):
+            def emit(self, record):
+                with shared:
+                    ready()
+                    threading.Event().wait(2)  # the SIGTERM lands here, inside Logger.handle
+
+        handler = BatchingHandler(locking_sink, capacity=1000, flush_interval=60.0)
+        handler.writer.exit_timeout = 30
+        logger.addHandler(handler)
+        batchlog.deliver_on_sigterm()
+        for i in range(150):
+            logger.info("%d", i)
+        logger.addHandler(Holding())
+        logger.info("last")
+        threading.Event().wait()
+        """,
+        tmp_path,
+    )
+    wait_until_ready(process)
+    status, stderr, _ = terminate(process)
+    assert (status, stderr) == (-signal.SIGTERM, "")
+    assert [*map(str, range(150)), "last"] == records_of(tmp_path)
+
+
+def test_sigterm_chains_the_handler_installed_before(tmp_path):
+    """A Python SIGTERM handler installed before is called, and decides: here it exits
+    normally, and the exit delivers everything."""
+    process = start_script(
+        """
+        def previous(signum, frame):
+            print("previous handler called", flush=True)
+            sys.exit(3)
+
+        signal.signal(signal.SIGTERM, previous)
+        handler = BatchingHandler(handler_sink, capacity=1000, flush_interval=60.0)
+        logger.addHandler(handler)
+        batchlog.deliver_on_sigterm()
+        for i in range(150):
+            logger.info("%d", i)
+        ready()
+        threading.Event().wait()
+        """,
+        tmp_path,
+    )
+    wait_until_ready(process)
+    status, stderr, _ = terminate(process)
+    assert (status, stderr) == (3, "")
+    assert [str(i) for i in range(150)] == records_of(tmp_path)
+
+
+def test_a_framework_restoring_and_reraising_sigterm_reaches_it(tmp_path):
+    """As uvicorn does: a framework installs its own SIGTERM handler over batchlog's, shuts
+    down gracefully, restores the one before and re-raises: batchlog's handler delivers
+    and the process dies by SIGTERM. The option comes from dictConfig as a plain string."""
+    process = start_script(
+        """
+        logging.config.dictConfig({
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {"batched": {
+                "()": "batchlog.BatchingHandler",
+                "sink": "__main__:handler_sink",
+                "capacity": "1000",
+                "flush_interval": "60",
+                "deliver_on_sigterm": "true",
+            }},
+            "loggers": {"app": {"handlers": ["batched"], "level": "INFO", "propagate": False}},
+        })
+        stop = threading.Event()
+        original = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+        for i in range(150):
+            logger.info("%d", i)
+        ready()
+        while not stop.wait(0.05):  # the framework's serving loop
+            pass
+        logger.info("graceful shutdown done")
+        signal.signal(signal.SIGTERM, original)
+        signal.raise_signal(signal.SIGTERM)
+        print("not reached", flush=True)
+        """,
+        tmp_path,
+    )
+    wait_until_ready(process)
+    status, stderr, _ = terminate(process)
+    assert (status, stderr) == (-signal.SIGTERM, "")
+    assert [*map(str, range(150)), "graceful shutdown done"] == records_of(tmp_path)
+
+
+def test_deliver_on_sigterm_outside_the_main_thread_raises_value_error():
+    """Only the main thread can install signal handlers: elsewhere it says so."""
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            batchlog.deliver_on_sigterm()
+        except ValueError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=call, name="not-main")
+    thread.start()
+    thread.join()
+    (error,) = errors
+    assert "must be called from the main thread" in str(error)
+    assert "'not-main'" in str(error)
+
+
+def test_deliver_on_sigterm_option_must_be_a_bool():
+    """A value that is not a bool (or a config file's "true"/"false") is refused by name."""
+    with pytest.raises(TypeError, match="deliver_on_sigterm must be True or False"):
+        batchlog.BatchingHandler(lambda batch: None, deliver_on_sigterm="maybe")
+
+
+# ---------------------------------------------------------------------- shutdown budget
+
+
+def test_explicit_logging_shutdown_then_exit_shares_one_budget(tmp_path):
+    """logging.shutdown() called by the program, then exit: with a hung sink the process
+    waits for it once, within exit_timeout, not once per flush, close and shutdown; one
+    line on stderr names the writer and its undelivered records."""
+    result, elapsed = run_logging_script(
+        """
+        handler = BatchingHandler(hung_sink, capacity=10, flush_interval=60.0, name="hung")
+        handler.writer.exit_timeout = 1
+        logger.addHandler(handler)
+        for i in range(100):
+            logger.info("%d", i)
+        logging.shutdown()
+        """,
+        tmp_path,
+    )
+    assert (result.returncode, result.stderr) == (0, not_delivered_line("hung", 100))
+    assert elapsed < 8  # flush + close + exit's own shutdown would be 4 budgets or more
+
+
+def test_two_hung_handlers_share_the_budget(tmp_path):
+    """Two handlers whose sinks hang delay exit by one exit_timeout in all, not one each."""
+    result, elapsed = run_logging_script(
+        """
+        for name in ("first", "second"):
+            handler = BatchingHandler(hung_sink, capacity=10, flush_interval=60.0, name=name)
+            handler.writer.exit_timeout = 3
+            logger.addHandler(handler)
+        for i in range(100):
+            logger.info("%d", i)
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0
+    assert sorted(result.stderr.splitlines(keepends=True)) == [
+        not_delivered_line("first", 100),
+        not_delivered_line("second", 100),
+    ]
+    assert elapsed < 3 * 2  # one shared budget (3 s) plus start-up, not 3 s per handler
+
+
+@needs_fork
+def test_forked_child_whose_first_records_come_at_exit_ends_within_its_budget(tmp_path):
+    """A forked child whose records all arrive in an exit hook, with a hung sink, still
+    ends within exit_timeout, saying what it could not deliver."""
+    result, elapsed = run_logging_script(
+        """
+        writer = BatchWriter(10, 60.0, hung_sink, exit_timeout=1, name="child-writer")
+        pid = os.fork()
+        if pid == 0:
+            atexit.register(writer.add, "at exit")
+            sys.exit(0)
+        started = time.monotonic()
+        _, status = os.waitpid(pid, 0)
+        write_json("child.json", [os.waitstatus_to_exitcode(status), time.monotonic() - started])
+        writer.close(timeout=0)
+        """,
+        tmp_path,
+    )
+    import json
+
+    code, child_seconds = json.loads((tmp_path / "child.json").read_text())
+    assert code == 0
+    assert child_seconds < 8
+    assert not_delivered_line("child-writer", 1) in result.stderr
+    assert elapsed < SCRIPT_TIMEOUT
+
+
+# ---------------------------------------------------------------------- multiprocessing
+
+
+@needs_fork
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_multiprocessing_children_deliver_before_os_exit(tmp_path, method):
+    """A multiprocessing child ends with os._exit() after its target: its records are
+    delivered anyway, with no application code, under every start method."""
+    script = tmp_path / "mp_script.py"
+    script.write_text(
+        PRELUDE
+        + textwrap.dedent(
+            f"""
+            import multiprocessing
+
+            writer = BatchWriter(1000, 60.0, file_sink)
+
+            def work(n):
+                for i in range(10):
+                    writer.add([n, i])
+
+            if __name__ == "__main__":
+                context = multiprocessing.get_context({method!r})
+                children = [context.Process(target=work, args=(n,)) for n in range(3)]
+                for child in children:
+                    child.start()
+                for child in children:
+                    child.join(30)
+                assert [child.exitcode for child in children] == [0, 0, 0]
+            """
+        )
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT,
+        env=env,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    delivered = sorted(
+        tuple(record) for pairs in deliveries(tmp_path).values() for record, _ in pairs
+    )
+    assert delivered == [(n, i) for n in range(3) for i in range(10)]
+
+
+def test_a_framework_installed_before_that_restores_and_reraises_still_delivers(tmp_path):
+    """As uvicorn --workers does with an app that turns the handler on at import: the
+    framework's handler was there first (batchlog chains to it), and after its graceful
+    shutdown it restores Python's default and re-raises. The re-raised SIGTERM waits for
+    the exit to deliver everything, records logged during the graceful shutdown too, and
+    then ends the process by SIGTERM."""
+    process = start_script(
+        """
+        stop = threading.Event()
+        original = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+        handler = BatchingHandler(handler_sink, capacity=1000, flush_interval=60.0)
+        logger.addHandler(handler)
+        batchlog.deliver_on_sigterm()  # the app, imported while the framework runs
+        for i in range(150):
+            logger.info("%d", i)
+        ready()
+        while not stop.wait(0.05):  # the framework's serving loop
+            pass
+        logger.info("graceful shutdown done")
+        signal.signal(signal.SIGTERM, original)
+        signal.raise_signal(signal.SIGTERM)
+        logger.info("after the re-raise")
+        """,
+        tmp_path,
+    )
+    wait_until_ready(process)
+    status, stderr, _ = terminate(process)
+    assert (status, stderr) == (-signal.SIGTERM, "")
+    assert [*map(str, range(150)), "graceful shutdown done", "after the re-raise"] == (
+        records_of(tmp_path)
+    )
