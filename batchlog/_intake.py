@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import operator
 import sys
 import threading
@@ -72,6 +73,12 @@ class Owner(Protocol):
 
     def drain_here(self) -> None:
         """Deliver what is waiting on the calling thread (no worker thread can run)."""
+
+    def drain_elsewhere(self) -> bool:
+        """Deliver what is waiting on a thread started before exit; False if none."""
+
+    def wait_budget(self) -> float | None:
+        """Seconds a wait may last while the process shuts down (None: not shutting down)."""
 
 
 class Intake(Generic[T]):
@@ -273,11 +280,14 @@ class Intake(Generic[T]):
         owner = self._owner
         if timeout == 0 or owner.on_sink_thread():
             return False
-        if not owner.can_run():
+        if not owner.can_run() and not owner.drain_elsewhere():
             # No thread can run the sink (interpreter exit): make room on this thread.
             owner.drain_here()
             return self.accept(record)
         deadline = None if timeout is None else time.monotonic() + timeout
+        budget = owner.wait_budget()  # a hung sink must not hang a shutdown through us
+        if budget is not None:
+            deadline = min(deadline or math.inf, time.monotonic() + budget)
         got_slot = False
         room = self._room
         # Registered before each look for a slot, and the worker frees slots before it

@@ -168,10 +168,11 @@ _SHUTDOWN = _Shutdown()
 def shutdown_budget(worker: Managed) -> float | None:
     """Seconds a wait for ``worker`` may last now, if the process is shutting down.
 
-    None when it is not. Called by ``logging.shutdown()`` (the real one, for every handler,
-    not dictConfig closing old handlers), a wait starts the shutdown.
+    None when it is not. A wait during interpreter exit (in any exit hook, before batchlog's
+    own has run) or called by ``logging.shutdown()`` (the real one, for every handler, not
+    dictConfig closing old handlers) starts the shutdown.
     """
-    if _in_logging_shutdown():
+    if not threading.main_thread().is_alive() or _in_logging_shutdown():
         _SHUTDOWN.begin()
     return _SHUTDOWN.remaining(worker)
 

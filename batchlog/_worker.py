@@ -176,6 +176,15 @@ class Worker(Generic[T]):
         self.requests.flush()
         self.drain_inline()
 
+    def drain_elsewhere(self) -> bool:
+        """Make room on the standby thread (no worker thread can run); False if none."""
+        self.requests.flush()
+        return _lifecycle.run_on_standby(self.drain_inline)
+
+    def wait_budget(self) -> float | None:
+        """Seconds a wait may last while the process shuts down (None: not shutting down)."""
+        return _lifecycle.shutdown_budget(self)
+
     # ------------------------------------------------------------------ the thread
 
     def start(self) -> bool:

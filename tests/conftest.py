@@ -437,3 +437,9 @@ class OwnerProxy:
 
     def drain_here(self) -> None:
         self._owner.drain_here()
+
+    def drain_elsewhere(self) -> bool:
+        return self._owner.drain_elsewhere()
+
+    def wait_budget(self) -> float | None:
+        return self._owner.wait_budget()

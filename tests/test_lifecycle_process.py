@@ -395,3 +395,31 @@ def test_a_framework_installed_before_that_restores_and_reraises_still_delivers(
     assert [*map(str, range(150)), "graceful shutdown done", "after the re-raise"] == (
         records_of(tmp_path)
     )
+
+
+def test_a_full_queue_at_exit_with_a_hung_sink_does_not_hang_the_adder(tmp_path):
+    """An exit hook adding more records than the queue holds, to a writer whose sink hangs
+    and whose worker never started: the waiting adds give up within the shutdown budget
+    (counted as dropped), and exit ends within exit_timeout, saying so."""
+    result, elapsed = run_logging_script(
+        """
+        writer = BatchWriter(10, 60.0, hung_sink, max_queue_size=10, exit_timeout=1,
+                             name="full")
+
+        @atexit.register
+        def fill():
+            for i in range(30):
+                try:
+                    writer.add(i)
+                except Exception as exc:
+                    write_json("refused.json", type(exc).__name__)
+                    break
+        """,
+        tmp_path,
+    )
+    import json
+
+    assert result.returncode == 0
+    assert "batchlog: writer 'full':" in result.stderr
+    assert json.loads((tmp_path / "refused.json").read_text()) == "QueueFullError"
+    assert elapsed < 8

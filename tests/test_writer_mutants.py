@@ -132,6 +132,12 @@ class CountingOwner:
     def drain_here(self) -> None:
         self._worker.drain_here()
 
+    def drain_elsewhere(self) -> bool:
+        return self._worker.drain_elsewhere()
+
+    def wait_budget(self) -> float | None:
+        return self._worker.wait_budget()
+
 
 def count_wakes(writer: BatchWriter[Any]) -> CountingOwner:
     owner = writer._intake._owner = CountingOwner(writer._worker)
@@ -155,6 +161,13 @@ class StubOwner:
 
     def drain_here(self) -> None:
         """Never called: the stub says a worker can run."""
+
+    def drain_elsewhere(self) -> bool:
+        """Never called: the stub says a worker can run."""
+        return False
+
+    def wait_budget(self) -> float | None:
+        return None
 
 
 #: Seconds of the close grace in tests that watch it: longer than any other wait of theirs.
