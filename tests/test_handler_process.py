@@ -201,3 +201,34 @@ def test_reconfiguring_closes_the_old_handler_without_deadlock(tmp_path: Path) -
         record["message"] for record in delivered(tmp_path, "old")
     ]
     assert "new 0" in [record["message"] for record in delivered(tmp_path, "new")]
+
+
+def test_handler_closed_by_dictconfig_while_attached_delivers_everything_at_exit(
+    tmp_path: Path,
+) -> None:
+    """A handler attached in code, closed by a later dictConfig (a framework's setup),
+    keeps delivering what is logged through it afterwards, and the process's exit delivers
+    all of it, though logging.shutdown() no longer knows the handler."""
+    result = run_script(
+        """
+        from batchlog import BatchingHandler
+        attached = BatchingHandler({"()": "mysinks.FileSink", "sink": "attached"},
+                                   capacity=1000, flush_interval=60)
+        app = logging.getLogger("app")
+        app.setLevel(logging.INFO)
+        app.addHandler(attached)
+        app.info("before 0")
+        configure({"()": "mysinks.FileSink", "sink": "configured"}, capacity=1000,
+                  flush_interval=60)
+        for i in range(50):
+            app.info("after %d", i)
+        write_json("metrics.json", attached.metrics.as_dict())
+        """,
+        tmp_path,
+    )
+    assert_clean_exit(result)
+    assert ["before 0", *(f"after {i}" for i in range(50))] == [
+        record["message"] for record in delivered(tmp_path, "attached")
+    ]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert (metrics["reopened"], metrics["records_added"]) == (1, 51)
