@@ -144,10 +144,18 @@ class _Shutdown:
         that ends with its budget (a hung sink) and the next one then are the same shutdown.
         """
         now = time.monotonic()
-        longest = max((worker.exit_timeout for worker in live()), default=0.0)
+        workers = live()
+        longest = max((worker.exit_timeout for worker in workers), default=0.0)
         with self._lock:
-            if self.started is None or now > self.started + longest + _SHUTDOWN_OVER:
+            new = self.started is None or now > self.started + longest + _SHUTDOWN_OVER
+            if new:
                 self.started = now
+        if new:
+            # Every writer spends its budget from now, at the same time: one that would
+            # only be asked after a hung one (logging.shutdown() goes handler by handler)
+            # must not find its budget gone with nothing delivered.
+            for worker in workers:
+                worker.flush_soon()
 
     def remaining(self, worker: Managed) -> float | None:
         """Seconds ``worker`` may still wait in this shutdown (None: not shutting down)."""
@@ -234,16 +242,16 @@ def drain_at_exit() -> None:
     other exit hooks had their say (they may log); unless a SIGTERM is held for the end
     (see ``_SigtermHandler``): then everything is delivered now, and SIGTERM ends the process.
     """
-    held = _SIGTERM.held()
-    deliver_all(only_close_at_exit=not held)
-    if held:
+    ending = _SIGTERM.held() or _SIGTERM.terminating
+    deliver_all(only_close_at_exit=not ending)
+    if ending:
         _SIGTERM.terminate()
 
 
 def _deliver_at_process_end() -> None:
     """A child ends with os._exit() after this: deliver everything, then a held SIGTERM."""
     deliver_all()
-    if _SIGTERM.held():
+    if _SIGTERM.held() or _SIGTERM.terminating:
         _SIGTERM.terminate()
 
 
@@ -281,10 +289,20 @@ class _Standby:
                 return
             self._thread, self._pid = thread, pid
 
+    def reset_after_fork(self) -> None:
+        """In a forked child: the parent's lock may have been held at the fork."""
+        self._lock = new_lock()
+
     def submit(self, job: Callable[[], object]) -> bool:
-        """Run ``job`` on the standby thread; False if there is none in this process."""
+        """Run ``job`` on the standby thread; False if there is none in this process.
+
+        False on the standby thread itself, too: a job queued behind the one running
+        would wait for itself.
+        """
         thread = self._thread
         if self._pid != os.getpid() or thread is None or not thread.is_alive():
+            return False
+        if thread is threading.current_thread():
             return False
         self._jobs.append(job)
         self._wake.set()
@@ -317,6 +335,7 @@ def _reset_in_child() -> None:
     global _registry_lock  # noqa: PLW0603 -- a lock held in the parent at fork is unusable
     _registry_lock = new_lock()
     _SHUTDOWN.reset()
+    _STANDBY.reset_after_fork()
     _SIGTERM.reset_after_fork()
     for worker in list(_open.values()):
         worker.reset_after_fork()
@@ -376,6 +395,9 @@ def _deliver_on_celery_child_shutdown(**_signal_arguments: object) -> None:
 
 # ---------------------------------------------------------------------- SIGTERM (opt-in)
 
+#: POSIX: a signal can be blocked and found pending (not on Windows).
+_CAN_HOLD_SIGNALS = hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigpending")
+
 #: Modules whose code may hold a lock the sink's thread needs: a SIGTERM that lands in them
 #: is handled on the standby thread instead of where it landed.
 _LOCKING_MODULES = ("logging", "batchlog.")
@@ -392,17 +414,20 @@ class _SigtermHandler:
     A SIGTERM sent to the process still reaches the handler through another thread.
     """
 
-    __slots__ = ("chained", "delivered", "previous", "terminating")
+    __slots__ = ("chained", "chaining", "delivered", "previous", "terminating")
 
     def __init__(self) -> None:
         self.previous: Any = signal.SIG_DFL
         self.terminating = False
         self.delivered = False
         self.chained = False
+        self.chaining = False
 
     def reset_after_fork(self) -> None:
         """A child inherits the handler but none of the parent's termination."""
-        self.terminating = self.delivered = self.chained = False
+        if self.chained and _CAN_HOLD_SIGNALS:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # not the child's
+        self.terminating = self.delivered = self.chained = self.chaining = False
 
     def install(self) -> None:
         """Install it (idempotent); remember the handler in place to chain to it."""
@@ -414,35 +439,43 @@ class _SigtermHandler:
 
     def held(self) -> bool:
         """Whether a SIGTERM waits, blocked, for the records to be delivered."""
-        return self.chained and signal.SIGTERM in signal.sigpending()
+        return self.chained and _CAN_HOLD_SIGNALS and signal.SIGTERM in signal.sigpending()
 
     def __call__(self, signum: int, frame: Any) -> None:
         if self.delivered:  # delivered on the standby thread, which signalled us again
             self.terminate()
         previous = self.previous
-        if callable(previous):
+        # The interrupted code may hold a lock of ours or of logging's that delivering (or
+        # asking for it) needs: then that work goes to the standby thread.
+        landed_in_lock = _landed_in_locking_code(frame)
+        if callable(previous) and not self.chaining:
             # Someone else ends the process (a framework's graceful shutdown): have the
             # records on their way now; its exit delivers the rest.
             self.chained = True
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-            for worker in live():
-                worker.flush_soon()
-            previous(signum, frame)
+            if _CAN_HOLD_SIGNALS:
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            if not (landed_in_lock and run_on_standby(_flush_all_soon)):
+                _flush_all_soon()
+            self.chaining = True  # a handler that chains back to us: the default, below
+            try:
+                previous(signum, frame)
+            finally:
+                self.chaining = False
             return
         if previous == signal.SIG_IGN or self.terminating:
             return
         self.terminating = True
-        # The interrupted code may hold a lock the sink needs (a handler's, a writer's):
-        # then deliver on the standby thread, which signals us again when done.
-        if _landed_in_locking_code(frame) and run_on_standby(self._deliver_then_signal):
-            return
+        if landed_in_lock and _CAN_HOLD_SIGNALS and run_on_standby(self._deliver_then_signal):
+            return  # the standby signals us again when done
         deliver_all()
         self.terminate()
 
     def _deliver_then_signal(self) -> None:
-        deliver_all()
-        self.delivered = True
-        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+        try:
+            deliver_all()
+        finally:
+            self.delivered = True
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
 
     @staticmethod
     def terminate() -> None:
@@ -454,12 +487,18 @@ class _SigtermHandler:
         if threading.current_thread() is not threading.main_thread():
             return
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        if _CAN_HOLD_SIGNALS:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         signal.raise_signal(signal.SIGTERM)
         os._exit(128 + signal.SIGTERM)  # not reached: the signal ended the process
 
 
 _SIGTERM = _SigtermHandler()
+
+
+def _flush_all_soon() -> None:
+    for worker in live():
+        worker.flush_soon()
 
 
 def _landed_in_locking_code(frame: Any) -> bool:

@@ -605,5 +605,7 @@ class Worker(Generic[T]):
         closed = self.intake.sealed
         self.intake.reset(sealed=closed)
         self._reset(closed=closed)
-        if not closed:
+        if closed:
+            _lifecycle.forget(self)  # nothing left to do in the child
+        else:
             _lifecycle.track(self)

@@ -17,6 +17,7 @@ import functools
 import linecache
 import logging
 import operator
+import os
 import re
 import sys
 import threading
@@ -30,6 +31,7 @@ from typing import Any, Callable
 from ._lifecycle import deliver_on_sigterm as _deliver_on_sigterm
 from ._report import StderrReporter
 from ._sinkspec import resolve_sink
+from ._sync import new_lock
 from ._types import Sink
 from ._validate import (
     bool_from_config,
@@ -317,6 +319,44 @@ def _copy_record(record: logging.LogRecord) -> logging.LogRecord:
     return copy
 
 
+_reopening = threading.local()  # .now: this thread is building a reopened handler's sink
+_for_fork: weakref.WeakSet[BatchingHandler] = weakref.WeakSet()
+_for_fork_lock = threading.Lock()
+
+
+def _remake_after_fork(handler: BatchingHandler) -> None:
+    """Make the handler's own lock anew in a forked child (one held at the fork is lost)."""
+    with _for_fork_lock:
+        if not _for_fork and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_remake_locks_in_child)
+        _for_fork.add(handler)
+
+
+def _remake_locks_in_child() -> None:
+    for handler in list(_for_fork):
+        handler._reopen_lock = new_lock()  # noqa: SLF001 -- its own module's class
+
+
+def _known_to_logging(handler: logging.Handler) -> bool:
+    """Whether ``logging.shutdown()`` at exit will reach ``handler``."""
+    refs = getattr(logging, "_handlerList", None)
+    if refs is None:
+        return False
+    with logging._lock:  # type: ignore[attr-defined]  # noqa: SLF001 -- what guards the list
+        return any(ref() is handler for ref in refs)
+
+
+def _known_to_logging_again(handler: logging.Handler) -> None:
+    """After dictConfig forgot it, let ``logging.shutdown()`` at exit close ``handler`` again.
+
+    The reopened handler then gets what any handler gets at exit: the other exit hooks
+    log through it first.
+    """
+    add = getattr(logging, "_addHandlerRef", None)
+    if callable(add) and not _known_to_logging(handler):
+        add(handler)
+
+
 def _offer_reopening(handler_ref: weakref.ref[BatchingHandler], record: Any) -> bool:
     """A closed handler's ``_offer``: reopen it, then offer ``record``."""
     handler = handler_ref()
@@ -459,7 +499,8 @@ class BatchingHandler(logging.Handler):
         # logging.shutdown() closes it, after other atexit hooks had their say (they log).
         self._writer = self._new_writer(self._sink, name, close_at_exit=False)
         self._offer = self._writer.offer
-        self._reopen_lock = threading.Lock()
+        self._reopen_lock = new_lock()
+        _remake_after_fork(self)
         self._retired: list[BatchWriter[logging.LogRecord]] = []  # closed, still delivering
         self._retired_totals: Metrics | None = None  # of the retired writers that finished
         self._reopened = 0
@@ -496,14 +537,14 @@ class BatchingHandler(logging.Handler):
     @property
     def metrics(self) -> Metrics:
         """The writer's ``batchlog.Metrics`` (after a reopening, of all its writers)."""
-        current = self._writer.metrics
-        if not self._reopened:
-            return current
-        with self._reopen_lock:
+        with self._reopen_lock:  # no reopening between the reads
+            current = self._writer.metrics
+            if not self._reopened:
+                return current
             totals = self._settle_retired()
             for writer in self._retired:
                 totals = _added(totals, writer.metrics)
-        return replace(_added(totals, current), reopened=self._reopened)
+            return replace(_added(totals, current), reopened=self._reopened)
 
     def _settle_retired(self) -> Metrics | None:
         """Fold retired writers that finished into the totals; return the totals."""
@@ -664,33 +705,54 @@ class BatchingHandler(logging.Handler):
         finally:
             # The next record reopens the handler, as FileHandler's does. No cycle: the
             # function holds the handler weakly.
-            self._offer = functools.partial(_offer_reopening, weakref.ref(self))
+            with self._reopen_lock:
+                self._offer = functools.partial(_offer_reopening, weakref.ref(self))
             super().close()
 
     def _reopen_and_offer(self, record: logging.LogRecord) -> bool:
         """A record after ``close``: reopen with a fresh writer (and sink), then offer it."""
+        closed = self._writer
+        if closed.closed:
+            if not threading.main_thread().is_alive() or getattr(_reopening, "now", False):
+                # The interpreter is exiting (do not start afresh), or the sink being
+                # rebuilt logs through us: dropped, and counted.
+                closed.count_drop()
+                return False
+            _reopening.now = True
+            try:  # outside the lock: a sink factory may log, or take its time
+                sink = self._fresh_sink()
+            finally:
+                _reopening.now = False
+            with self._reopen_lock:
+                reopened = self._writer is closed
+                if reopened:
+                    self._settle_retired()
+                    self._retired.append(closed)
+                    self._sink = sink
+                    self._writer = self._new_writer(sink, closed.name, close_at_exit=False)
+                    self._reopened += 1
+            if reopened:
+                _known_to_logging_again(self)
+                writer = self._writer
+                if not writer.close_at_exit and not _known_to_logging(self):
+                    writer.close_at_exit = True  # logging.shutdown() will not close it
+            elif sink is not self._sink:
+                _close_sink(sink)  # another thread reopened first: this one is not needed
         with self._reopen_lock:
-            closed = self._writer
-            if closed.closed:
-                if not threading.main_thread().is_alive():
-                    closed.count_drop()  # the interpreter is exiting: do not start afresh
-                    return False
-                self._settle_retired()
-                self._retired.append(closed)
-                sink = self._sink
-                if isinstance(self._sink_spec, (str, Mapping)):
-                    sink = resolve_sink(self._sink_spec)
-                else:
-                    reopen = getattr(sink, "reopen", None)
-                    if callable(reopen):
-                        reopen()
-                self._sink = sink
-                # Closed by dictConfig or logging.shutdown(), this handler may be known to
-                # logging no more: batchlog's exit hook closes the new writer.
-                self._writer = self._new_writer(sink, closed.name, close_at_exit=True)
-                self._reopened += 1
-            self._offer = self._writer.offer
-        return self._offer(record)
+            writer = self._writer
+            if not writer.closed:
+                self._offer = writer.offer
+        return writer.offer(record)
+
+    def _fresh_sink(self) -> Sink:
+        """The sink for a reopened writer: built anew from its spec, or reopened."""
+        if isinstance(self._sink_spec, (str, Mapping)):
+            return resolve_sink(self._sink_spec)
+        sink = self._sink
+        reopen = getattr(sink, "reopen", None)
+        if callable(reopen):
+            reopen()
+        return sink
 
     def set_name(self, name: str) -> None:
         """Set the handler's name (dictConfig does) and name its writer after it."""

@@ -88,21 +88,22 @@ def test_handler_closed_by_dictconfig_keeps_delivering_with_a_fresh_sink(
     handler.close()
 
 
-def test_reopened_writer_is_closed_at_exit_by_batchlog(make_handler, make_logger, sink):
-    """dictConfig forgets the handlers it closes, so logging.shutdown() would not reach
-    the reopened one: its new writer is closed by batchlog's own exit hook."""
+def test_reopened_handler_is_known_to_logging_shutdown_again(make_handler, make_logger, sink):
+    """dictConfig forgets the handlers it closes: a reopened one is registered with logging
+    again, so at exit logging.shutdown() closes it after the other exit hooks logged."""
     handler = make_handler(sink)
     logger = make_logger(handler)
-    assert handler.writer.close_at_exit is False  # logging.shutdown() closes this one
+    logging._handlerList[:] = [r for r in logging._handlerList if r() is not handler]
     handler.close()
     logger.info("after")
-    assert handler.writer.close_at_exit is True
+    assert any(ref() is handler for ref in logging._handlerList)
+    assert handler.writer.close_at_exit is False  # logging.shutdown() closes it
 
 
 def test_reconfiguring_200_times_leaks_no_thread_descriptor_or_memory(tmp_path, make_logger):
-    """Two hundred dictConfig calls, each replacing a JSON Lines handler of its own, with
-    a handler attached in code that the first of them closed (and that reopened), leave
-    no thread, descriptor or memory behind."""
+    """Two hundred dictConfig calls, each replacing a JSON Lines handler of its own and
+    closing a handler attached in code (which reopens each time), leave no thread,
+    descriptor or memory behind."""
     delivered: list[int] = []  # counts only: a sink keeping records would grow by design
     attached = BatchingHandler(
         lambda batch: delivered.append(len(batch)), capacity=10, flush_interval=60.0
@@ -147,11 +148,30 @@ def test_reconfiguring_200_times_leaks_no_thread_descriptor_or_memory(tmp_path, 
     assert threading.active_count() <= threads
     assert len(os.listdir("/proc/self/fd")) <= descriptors
     assert grown < 200_000, f"{grown} bytes more after 200 reconfigurations"
-    # Only the first dictConfig closed it: it forgets the handlers it closed, so the
-    # reopened one is left alone by the others.
-    assert attached.metrics.reopened == 1
+    # Each dictConfig closed it (reopened, it is known to logging again) and it reopened.
+    assert attached.metrics.reopened == 220
     assert attached.writer.flush(timeout=WAIT)
     assert (attached.metrics.records_processed, sum(delivered)) == (220, 220)
     logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
     logger.removeHandler(attached)
     attached.close()
+
+
+def test_a_sink_logging_while_it_reopens_does_not_deadlock(make_handler, make_logger):
+    """A sink whose reopen() logs through the handler it serves (a client library logging
+    on connect): that record is dropped and counted, the reopening finishes."""
+    logged: list[str] = []
+
+    class LoggingSink(RecordingSink):
+        def reopen(self) -> None:
+            logger.info("sink reopening")
+            logged.append("reopen")
+
+    sink = LoggingSink()
+    handler = make_handler(sink)
+    logger = make_logger(handler)
+    handler.close()
+    logger.info("after")
+    assert handler.writer.flush(timeout=WAIT)
+    assert (logged, messages(sink)) == (["reopen"], ["after"])
+    assert handler.metrics.records_dropped == 1

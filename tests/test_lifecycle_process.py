@@ -423,3 +423,75 @@ def test_a_full_queue_at_exit_with_a_hung_sink_does_not_hang_the_adder(tmp_path)
     assert "batchlog: writer 'full':" in result.stderr
     assert json.loads((tmp_path / "refused.json").read_text()) == "QueueFullError"
     assert elapsed < 8
+
+
+def test_a_hung_handler_first_in_logging_shutdown_leaves_the_others_their_budget(tmp_path):
+    """logging.shutdown() flushes handlers one after another; a hung one first must not
+    leave the next with no budget and nothing delivered: the shutdown asks every writer
+    to deliver at once, when it starts."""
+    result, _ = run_logging_script(
+        """
+        healthy = BatchingHandler(handler_sink, capacity=1000, flush_interval=60.0)
+        hung = BatchingHandler(hung_sink, capacity=1000, flush_interval=60.0, name="hung")
+        for handler in (healthy, hung):  # the hung one, made last, is flushed first
+            handler.writer.exit_timeout = 1
+            logger.addHandler(handler)
+        logger.info("to both")
+        """,
+        tmp_path,
+    )
+    assert (result.returncode, result.stderr) == (0, not_delivered_line("hung", 1))
+    assert records_of(tmp_path) == ["to both"]
+
+
+def test_a_handler_chaining_back_to_batchlog_does_not_loop(tmp_path):
+    """deliver_on_sigterm() again after a framework that chains to what it found (us):
+    our handler calls the framework's, which calls ours: that one takes the default path
+    (deliver, end by SIGTERM) instead of chaining forever."""
+    process = start_script(
+        """
+        writer = BatchWriter(1000, 60.0, file_sink)
+        batchlog.deliver_on_sigterm()
+        found = signal.getsignal(signal.SIGTERM)
+
+        def framework(signum, frame):
+            found(signum, frame)
+
+        signal.signal(signal.SIGTERM, framework)
+        batchlog.deliver_on_sigterm()
+        for i in range(10):
+            writer.add(i)
+        ready()
+        threading.Event().wait()
+        """,
+        tmp_path,
+    )
+    wait_until_ready(process)
+    status, stderr, _ = terminate(process)
+    assert (status, stderr) == (-signal.SIGTERM, "")
+    assert list(range(10)) == records_of(tmp_path)
+
+
+def test_sigterm_during_a_flush_wait_still_ends_by_sigterm(tmp_path):
+    """A SIGTERM landing while the main thread waits in batchlog's own code (a flush) is
+    delivered on the standby thread; should the main thread end normally first, the exit
+    still ends the process by SIGTERM."""
+    process = start_script(
+        """
+        def slow_sink(batch):
+            time.sleep(0.2)  # the sink's own slowness; nothing waits on a thread with it
+            file_sink(batch)
+
+        writer = BatchWriter(10, 60.0, slow_sink, exit_timeout=10)
+        batchlog.deliver_on_sigterm()
+        for i in range(30):
+            writer.add(i)
+        ready()
+        writer.flush(timeout=60)  # the SIGTERM lands in here
+        """,
+        tmp_path,
+    )
+    wait_until_ready(process)
+    status, stderr, _ = terminate(process)
+    assert (status, stderr) == (-signal.SIGTERM, "")
+    assert list(range(30)) == records_of(tmp_path)
