@@ -580,14 +580,17 @@ def test_tls_with_a_ca_bundle_path(
 def test_close_is_idempotent_and_later_calls_fail(
     server: Server, make_sink: Callable[..., HTTPSink]
 ) -> None:
-    """close() twice is fine; a batch after close raises DeliveryError and sends nothing."""
+    """close() twice is fine; a later batch sends nothing and raises DeliveryError, a ValueError."""
     sink = make_sink(server.url())
     sink(events(1))
     sink.close()
     sink.close()
     assert sink._client is None
-    with pytest.raises(DeliveryError, match="closed"):
+    with pytest.raises(DeliveryError, match="closed") as raised:
         sink(events(1))
+    assert isinstance(raised.value, ValueError)
+    assert (raised.value.attempts, raised.value.undelivered) == (0, [])
+    assert f"{sink!r} is closed" in str(raised.value)
     assert len(server.requests) == 1
 
 

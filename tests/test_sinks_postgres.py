@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import pytest
 from pg_server import PostgresServer, PostgresUnavailableError, free_port
+from test_sinks_base import assert_each_batch_stored_once, run_fork_script
 
 REQUIRED = os.environ.get("BATCHLOG_REQUIRE_POSTGRES") == "1"
 
@@ -547,8 +548,37 @@ def test_close_is_idempotent_and_a_later_batch_raises():
     sink.close()
     sink.close()
 
-    with pytest.raises(ValueError, match="closed"):
+    with pytest.raises(ValueError, match="closed") as raised:
         sink([make_record("late")])
+    assert str(raised.value) == f"{sink!r} is closed"
+
+
+@pytest.mark.postgres
+def test_close_after_a_batch_ends_the_session_and_a_later_batch_raises(make_sink, admin, table):
+    """close() twice is fine, ends the sink's session; a batch after it stores nothing."""
+    sink = make_sink()
+    sink([make_record("a")])
+    sink.close()
+    sink.close()
+
+    with pytest.raises(ValueError, match="is closed"):
+        sink([make_record("b")])
+    assert (sink.closed, sink._connection, messages(admin, table)) == (True, None, ["a"])
+
+
+@pytest.mark.postgres
+def test_reopen_connects_again_to_the_same_table(make_sink, admin, table):
+    """After close() and reopen() the next batch connects anew and stores in the same table."""
+    sink = make_sink()
+    sink([make_record("a")])
+    first_backend = sink._connection.info.backend_pid
+    sink.close()
+    sink.reopen()
+    sink([make_record("b")])
+
+    assert not sink.closed
+    assert sink._connection.info.backend_pid != first_backend
+    assert messages(admin, table) == ["a", "b"]
 
 
 def test_missing_psycopg_names_the_extra(monkeypatch):
@@ -615,3 +645,45 @@ def test_forked_child_uses_its_own_connection_and_leaves_the_parents(conninfo, a
 
     assert result.returncode == 0, result.stderr
     assert messages(admin, table) == ["parent before fork", "child", "parent after fork"]
+
+
+@pytest.mark.postgres
+@pytest.mark.subprocess
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
+def test_fork_mid_copy_stores_each_batch_once_and_leaves_the_parents_session(
+    conninfo, table, tmp_path
+):
+    """Forked while the parent's COPY is open: each batch stored once, the parent's session kept."""
+    outcome = run_fork_script(
+        """
+import psycopg
+from batchlog.sinks import PostgresSink
+
+conninfo, table = ARGS
+
+class HeldSink(PostgresSink):
+    def _copy(self, connection, rows):
+        self.backends.append(connection.info.backend_pid)
+        with connection.transaction(), connection.cursor().copy(self._copy_statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+                hold()  # mid-COPY: the parent's transaction is open on the server
+
+sleeps = []
+sink = HeldSink(conninfo, table=table, sleep=sleeps.append)
+sink.backends = []
+
+def stored():
+    with psycopg.connect(conninfo) as reader:
+        return [m for (m,) in reader.execute(f"SELECT message FROM {table} ORDER BY id")]
+
+fork_mid_batch(sink, stored, parent_report=lambda: {"backends": sink.backends, "sleeps": sleeps})
+""",
+        tmp_path,
+        conninfo,
+        table,
+    )
+    assert_each_batch_stored_once(outcome)
+    (backend, *others) = outcome["report"]["backends"]
+    # One session for both of the parent's batches, and no retry: the child did not end it.
+    assert (others, outcome["report"]["sleeps"]) == ([backend], [])

@@ -6,11 +6,15 @@ import contextlib
 import json
 import logging
 import logging.config
+import os
 import sqlite3
 import threading
+from typing import Any
 
 import pytest
+from test_sinks_base import run_script
 
+import batchlog.sinks.sqlite
 from batchlog.sinks import FIELDS, SQLiteSink, encode_record
 from batchlog.sinks.sqlite import COLUMNS
 
@@ -277,3 +281,145 @@ def test_bad_settings_are_rejected(db_path):
 def test_repr_names_path_and_table(db_path):
     """The repr shows the path and the table."""
     assert repr(SQLiteSink(db_path)) == f"SQLiteSink(path={str(db_path)!r}, table='logs')"
+
+
+# ------------------------------------------------------------------ a database created at once
+
+
+class FakeTime:
+    """Stands for the sqlite module's ``time``: ``sleep`` advances ``monotonic``, no waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class FlakyConnection:
+    """A connection whose ``PRAGMA journal_mode=WAL`` raises ``error`` ``failures`` times."""
+
+    def __init__(self, connection: sqlite3.Connection, failures: float, error: str) -> None:
+        self._connection = connection
+        self.failures = failures
+        self.error = error
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "PRAGMA journal_mode=WAL" and self.failures > 0:
+            self.failures -= 1
+            raise sqlite3.OperationalError(self.error)  # as another process's lock makes it
+        return self._connection.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+@pytest.fixture
+def fake_time(monkeypatch):
+    """The sqlite sink's clock and sleep, faked."""
+    fake = FakeTime()
+    monkeypatch.setattr(batchlog.sinks.sqlite, "time", fake)
+    return fake
+
+
+@pytest.fixture
+def flaky(monkeypatch):
+    """Return ``flaky(failures, error)``: the sink's next connection fails to set WAL so."""
+    made: list[FlakyConnection] = []
+
+    def arrange(failures: float, error: str = "database is locked") -> list[FlakyConnection]:
+        real_connect = sqlite3.connect
+
+        def connect(*args: Any, **kwargs: Any) -> FlakyConnection:
+            made.append(FlakyConnection(real_connect(*args, **kwargs), failures, error))
+            return made[-1]
+
+        monkeypatch.setattr(sqlite3, "connect", connect)
+        return made
+
+    return arrange
+
+
+def test_locked_setup_is_tried_again_until_it_works(db_path, make_sink, query, fake_time, flaky):
+    """"database is locked" setting WAL (another process creating it) is retried, growing pauses."""
+    flaky(2)
+    make_sink(db_path)([log_record("stored")])
+    assert fake_time.sleeps == [0.001, 0.002]
+    assert query("SELECT message FROM logs") == [("stored",)]
+    assert query("PRAGMA journal_mode") == [("wal",)]
+
+
+def test_setup_locked_for_longer_than_busy_timeout_raises(db_path, make_sink, fake_time, flaky):
+    """Still locked once busy_timeout has passed: the batch raises "database is locked"."""
+    made = flaky(float("inf"))
+    sink = make_sink(db_path, busy_timeout=0.1)
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        sink([log_record()])
+    assert sum(fake_time.sleeps) == pytest.approx(0.1)
+    assert max(fake_time.sleeps) <= 0.05
+    with pytest.raises(sqlite3.ProgrammingError):  # the failed connection was closed
+        made[0].execute("SELECT 1")
+
+
+def test_other_setup_errors_are_not_retried(db_path, make_sink, fake_time, flaky):
+    """An error other than "database is locked" fails the batch at once."""
+    flaky(1, "disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        make_sink(db_path)([log_record()])
+    assert fake_time.sleeps == []
+
+
+def test_wal_mode_is_read_before_it_is_set(db_path, make_sink, connections):
+    """A database already in WAL mode is not set again (setting it takes an exclusive lock)."""
+    make_sink(db_path)([log_record("first")])
+    make_sink(db_path)([log_record("second")])
+    (_, _, first_statements), (_, _, second_statements) = connections
+    assert "PRAGMA journal_mode=WAL" in first_statements
+    assert "PRAGMA journal_mode=WAL" not in second_statements
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_processes_creating_a_new_database_at_once_all_store_their_batch(tmp_path):
+    """Four processes making one new database at once (60 times): no batch is lost."""
+    result = run_script(
+        """
+import logging, multiprocessing, os, sqlite3, sys, tempfile
+from batchlog.sinks import SQLiteSink
+
+def write(path, barrier):
+    sink = SQLiteSink(path)
+    barrier.wait()
+    try:
+        sink([logging.makeLogRecord({"msg": "x"})])
+    except sqlite3.OperationalError as exc:
+        print(exc)
+        sys.exit(1)
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("fork")
+    failed = 0
+    rows = set()
+    for round_number in range(60):
+        path = os.path.join(sys.argv[1], f"fresh-{round_number}.sqlite3")
+        barrier = context.Barrier(4)
+        processes = [context.Process(target=write, args=(path, barrier)) for _ in range(4)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(60)
+        failed += sum(process.exitcode != 0 for process in processes)
+        with sqlite3.connect(path) as reader:
+            rows.add(reader.execute("SELECT count(*) FROM logs").fetchone()[0])
+        reader.close()
+    print(failed, sorted(rows))
+""",
+        tmp_path,
+    )
+    assert (result.returncode, result.stderr) == (0, ""), result.stdout
+    assert result.stdout.splitlines()[-1] == "0 [4]", result.stdout

@@ -1,7 +1,9 @@
 """Ready-made sinks: each a callable taking one batch, each with ``close()``.
 
 Every sink takes both record kinds, stdlib ``logging.LogRecord`` objects and structlog
-event dicts, and stores them in one common encoding (see ``encode_record``).
+event dicts, and stores them in one common encoding (see ``encode_record``). Every sink is
+a ``SinkBase``: ``close()`` is idempotent, ``reopen()`` makes a closed sink usable again,
+and a child made by ``os.fork()`` opens its own files, connections and clients.
 
 ==========================  ======================================================
 ``JsonLinesSink``      a JSON Lines file: one write per batch, logrotate-friendly
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .._types import ClosableSink, Sink
+    from ._base import SinkBase
     from ._encode import FIELDS, encode_record, to_json
     from .fallback import FallbackMetrics, FallbackSink, replay
     from .forward import HandlerSink
@@ -47,6 +50,7 @@ __all__ = [
     "PostgresSink",
     "SQLiteSink",
     "Sink",
+    "SinkBase",
     "encode_record",
     "replay",
     "to_json",
@@ -58,6 +62,7 @@ _WHERE = {
     "to_json": "._encode",
     "ClosableSink": ".._types",
     "Sink": ".._types",
+    "SinkBase": "._base",
     "FallbackMetrics": ".fallback",
     "FallbackSink": ".fallback",
     "replay": ".fallback",

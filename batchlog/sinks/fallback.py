@@ -18,7 +18,6 @@ import dataclasses
 import json
 import logging
 import os
-import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from .._sinkspec import resolve_sink
 from .._types import AnyRecord, Sink
 from .._validate import check_int
 from ..metrics import MetricField
+from ._base import SinkBase
 from ._encode import FIELDS, encode_record, rfc3339
 from .jsonl import JsonLinesSink, StrPath
 
@@ -116,7 +116,7 @@ def _describe(exc: BaseException) -> str:
     return traceback.format_exception_only(type(exc), exc)[-1].strip()
 
 
-class FallbackSink:
+class FallbackSink(SinkBase):
     """Calls ``primary``; if it raises, writes the batch to a dead-letter JSON Lines file.
 
     The dead-letter file holds one envelope per record (see this module's docstring),
@@ -128,6 +128,11 @@ class FallbackSink:
 
     Each primary failure is reported once per batch: to ``logger`` if given, otherwise to
     ``sys.stderr`` (rate-limited, saying how many reports were suppressed).
+
+    ``close()`` closes the primary (if it has ``close()``) and the dead-letter file;
+    ``reopen()`` reopens both (the primary if it has ``reopen()``). In a child made by
+    ``os.fork()`` the counters start at zero, as a writer's do, and the primary and the
+    dead-letter file, being sinks, look after themselves (see ``batchlog.sinks.SinkBase``).
 
     Build it from configuration with plain values::
 
@@ -147,13 +152,15 @@ class FallbackSink:
         ValueError: ``primary`` is an import string that does not import.
         TypeError: ``primary`` is not callable, or ``logger`` is not a Logger or a name.
 
+    A call raises ``ValueError`` after ``close``.
+
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       A ``batchlog.sinks.SinkBase``: ``reopen()``, fork safety.
     """
 
     __slots__ = (
-        "_closed",
         "_counts",
-        "_lock",
         "_reporter",
         "dead_letter",
         "logger",
@@ -176,11 +183,11 @@ class FallbackSink:
             msg = f"logger must be a logging.Logger, a logger name or None, not {logger!r}"
             raise TypeError(msg)
         self.logger: logging.Logger | None = logger
-        self._reporter = StderrReporter()
-        self._lock = threading.Lock()
-        # primary_failures, dead_lettered_batches, dead_lettered_records, dead_letter_failures
-        self._counts = [0, 0, 0, 0]
-        self._closed = False
+        self._reporter: StderrReporter | None = None  # made on first use (again after fork)
+        # primary_failures, dead_lettered_batches, dead_lettered_records, dead_letter_failures:
+        # replaced whole, so a snapshot is one read and never waits for a batch or a close.
+        self._counts: tuple[int, int, int, int] = (0, 0, 0, 0)
+        super().__init__()
 
     def __repr__(self) -> str:
         return (
@@ -193,8 +200,7 @@ class FallbackSink:
     @property
     def metrics(self) -> FallbackMetrics:
         """The counters as one consistent ``FallbackMetrics`` snapshot."""
-        with self._lock:
-            return FallbackMetrics(*self._counts)
+        return FallbackMetrics(*self._counts)
 
     @property
     def primary_failures(self) -> int:
@@ -211,9 +217,23 @@ class FallbackSink:
         """Records written to the dead-letter file."""
         return self.metrics.dead_lettered_records
 
-    def _count(self, index: int, amount: int = 1) -> None:
-        with self._lock:
-            self._counts[index] += amount
+    def _count(
+        self,
+        *,
+        primary_failures: int = 0,
+        dead_lettered_batches: int = 0,
+        dead_lettered_records: int = 0,
+        dead_letter_failures: int = 0,
+    ) -> None:
+        """Add to the counters, replacing them in one assignment."""
+        with self._sink_lock():  # never held while the primary works: see _release()
+            failures, batches, records, lost = self._counts
+            self._counts = (
+                failures + primary_failures,
+                batches + dead_lettered_batches,
+                records + dead_lettered_records,
+                lost + dead_letter_failures,
+            )
 
     # ------------------------------------------------------------------ batches
 
@@ -222,11 +242,13 @@ class FallbackSink:
 
         Raises:
             Exception: The primary's exception, when the dead-letter write failed too.
+            ValueError: The sink is closed.
         """
+        self._check_open()
         try:
             self.primary(batch)
         except Exception as primary_failure:  # noqa: BLE001 -- any failure: dead-letter it
-            self._count(0)
+            self._count(primary_failures=1)
             self._dead_letter(batch, primary_failure)
 
     def _dead_letter(self, batch: list[AnyRecord], primary_failure: Exception) -> None:
@@ -240,7 +262,7 @@ class FallbackSink:
         except Exception as exc:  # noqa: BLE001 -- reported, then the primary's error is raised
             dead_letter_failure = exc
         if dead_letter_failure is not None:
-            self._count(3)
+            self._count(dead_letter_failures=1)
             self._report(
                 f"{self!r}: the primary sink raised on a batch of {size} records, and "
                 f"writing them to the dead-letter file failed too "
@@ -248,9 +270,7 @@ class FallbackSink:
                 primary_failure,
             )
             raise primary_failure  # outside the except: its own cause and context stay
-        with self._lock:
-            self._counts[1] += 1
-            self._counts[2] += size
+        self._count(dead_lettered_batches=1, dead_lettered_records=size)
         self._report(
             f"{self!r}: the primary sink raised on a batch of {size} records; they were "
             f"written to the dead-letter file {self.dead_letter.path!r}",
@@ -263,29 +283,54 @@ class FallbackSink:
             try:
                 logger.error("%s", message, exc_info=failure)
             except Exception as logger_failure:  # noqa: BLE001 -- fall back to stderr
-                self._reporter.report(f"{self!r}: its logger failed", logger_failure)
+                self._stderr().report(f"{self!r}: its logger failed", logger_failure)
             else:
                 return
-        self._reporter.report(message, failure)
+        self._stderr().report(message, failure)
+
+    def _stderr(self) -> StderrReporter:
+        """The stderr reporter, made on first use: its lock from the threading then in force."""
+        reporter = self._reporter
+        if reporter is None:
+            reporter = self._reporter = StderrReporter()  # two racing: one report uncounted
+        return reporter
 
     def close(self) -> None:
         """Close the primary sink (if it has ``close()``) and the dead-letter file.
 
-        Idempotent. Both are closed even if the first fails.
+        Idempotent. Both are closed even if the first fails. A batch in flight is not
+        waited for here: the primary's own ``close()`` waits for it.
 
         Raises:
             Exception: What the primary's ``close()`` raised.
         """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
+        super().close()
+
+    def _release(self) -> None:
+        """Close the primary and the dead-letter file (``close()`` holds the lock).
+
+        No deadlock with a batch in flight: the batch takes this lock only to count,
+        never while it holds the primary's or the dead-letter file's.
+        """
         close_primary = getattr(self.primary, "close", None)
         try:
             if callable(close_primary):
                 close_primary()
         finally:
             self.dead_letter.close()
+
+    def reopen(self) -> None:
+        """Reopen the primary (if it has ``reopen()``), the dead-letter file, then the sink."""
+        reopen_primary = getattr(self.primary, "reopen", None)
+        if callable(reopen_primary):
+            reopen_primary()
+        self.dead_letter.reopen()
+        super().reopen()
+
+    def _forget_inherited(self, *, busy: bool) -> None:  # noqa: ARG002 -- counters and reporter are reset either way
+        """In a forked child: zeroed counters; a new reporter (its lock may be held)."""
+        self._counts = (0, 0, 0, 0)
+        self._reporter = None
 
 
 def _records(path: str) -> Iterator[dict[str, Any]]:

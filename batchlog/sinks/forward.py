@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
 from .._sinkspec import build_from_spec
 from .._types import AnyRecord
+from ._base import SinkBase
 from ._encode import LOGRECORD_ATTRIBUTES, encode_record, timestamp_seconds
 
 __all__ = ["HandlerLike", "HandlerSink", "to_log_record"]
@@ -96,7 +96,7 @@ def to_log_record(record: AnyRecord) -> logging.LogRecord:
     return log_record
 
 
-class HandlerSink:
+class HandlerSink(SinkBase):
     """Hands each record of a batch to ordinary ``logging.Handler`` objects.
 
     For each record, in order, every handler whose level the record meets gets
@@ -110,6 +110,12 @@ class HandlerSink:
     If a handler raises (stdlib handlers report their own errors through
     ``handleError`` instead), the other handlers still get the batch, and the call
     raises the first error afterwards, so the writer counts the batch as failed.
+
+    ``close()`` closes every handler (after a batch in flight); after ``reopen()`` the
+    sink hands records to the same handlers again, which reopen what they need as
+    ``logging.FileHandler`` does. In a child made by ``os.fork()`` the sink makes its own
+    lock (see ``batchlog.sinks.SinkBase``); the handlers are the child's copies, whose
+    locks ``logging`` re-makes in the child itself.
 
     In configuration, handlers can be given by import string (``"pkg.mod:handler"``,
     ``"ext://pkg.mod.handler"``; a Handler class is called with no arguments) or as a
@@ -128,9 +134,11 @@ class HandlerSink:
         TypeError: Something given is not, and does not build, a ``logging.Handler``.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       A ``batchlog.sinks.SinkBase``: ``reopen()``, fork safety.
     """
 
-    __slots__ = ("_closed", "_lock", "handlers")
+    __slots__ = ("handlers",)
 
     def __init__(self, *handlers: HandlerLike, targets: Sequence[HandlerLike] = ()) -> None:
         if isinstance(targets, (str, Mapping)):
@@ -140,8 +148,7 @@ class HandlerSink:
         self.handlers: tuple[logging.Handler, ...] = tuple(
             _build_handler(spec, f"#{number}") for number, spec in enumerate(given, 1)
         )
-        self._closed = False
-        self._lock = threading.Lock()
+        super().__init__()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(map(repr, self.handlers))})"
@@ -153,10 +160,8 @@ class HandlerSink:
             Exception: The first exception a handler raised (after all were served).
             ValueError: The sink is closed.
         """
-        with self._lock:
-            if self._closed:
-                msg = f"{self!r} is closed"
-                raise ValueError(msg)
+        with self._sink_lock():
+            self._check_open()
             handlers = self.handlers
             failures: list[Exception] = []
             for record in batch:
@@ -183,10 +188,10 @@ class HandlerSink:
         Raises:
             Exception: The first exception a handler's ``close()`` raised.
         """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
+        super().close()
+
+    def _release(self) -> None:
+        """Close every handler, each even if another fails (``close()`` holds the lock)."""
         failures: list[Exception] = []
         for handler in self.handlers:
             try:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import base64
 import datetime
 import email.utils
-import os
 import ssl
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from gzip import compress as gzip_compress
@@ -24,6 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from .._validate import check_bool, check_int, check_seconds
 from ..errors import BatchlogError
+from ._base import SinkBase
 from ._encode import encode_record
 from ._http_encoders import Encoder, make_encoder
 
@@ -105,6 +104,10 @@ class DeliveryError(BatchlogError):
         return text
 
 
+class _ClosedError(DeliveryError, ValueError):
+    """A batch after ``close()``: a ``DeliveryError``, and a ``ValueError`` as for any sink."""
+
+
 def retry_after_seconds(value: str | None, now: float) -> float | None:
     """Return the seconds a ``Retry-After`` header asks to wait, or None if it says nothing.
 
@@ -157,7 +160,7 @@ def _import_http_libraries() -> None:
         raise ImportError(_INSTALL_HINT) from exc
 
 
-class HTTPSink:
+class HTTPSink(SinkBase):
     """Sends each batch in one POST request (several if it exceeds ``max_body_bytes``).
 
     The body is gzip-compressed (``Content-Encoding: gzip``) unless ``gzip=False``. The
@@ -203,6 +206,13 @@ class HTTPSink:
     ``batchlog.BatchingHandler`` that sees those records on its own worker thread
     drops them (counted in ``records_dropped``); set that logger to WARNING to avoid it.
 
+    Lifecycle. The client (its pool of connections) is made on the first batch, so on the
+    writer's worker thread. ``close()`` waits for a batch in flight, then closes the
+    client; after ``reopen()`` the next batch makes a new one. In a child made by
+    ``os.fork()`` the sink drops the parent's client without closing it, so nothing is
+    sent on the connections the parent still uses, and makes its own on its first batch
+    (see ``batchlog.sinks.SinkBase``).
+
     Args:
         url: Where to POST, ``http://`` or ``https://``. ``user:password@`` becomes Basic auth
             (unless ``headers`` has an Authorization header).
@@ -240,22 +250,22 @@ class HTTPSink:
         TypeError: ``gzip`` is not a bool.
         OSError: ``verify`` names a CA bundle that cannot be read.
 
-    A call raises ``DeliveryError`` when a body could not be delivered (also after
-    ``close``).
+    A call raises ``DeliveryError`` when a body could not be delivered; after ``close``,
+    one that is also a ``ValueError``.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       A ``batchlog.sinks.SinkBase``: ``reopen()``, fork safety; ``close()`` waits for a
+       batch in flight.
     """
 
     __slots__ = (
         "_auth",
         "_check_response",
         "_client",
-        "_client_pid",
-        "_closed",
         "_display_url",
         "_encoder",
         "_headers",
-        "_lock",
         "_retrying",
         "_secrets",
         "_timeouts",
@@ -341,9 +351,7 @@ class HTTPSink:
             sleep=sleep,
         )
         self._client: httpx.Client | None = None
-        self._client_pid = 0
-        self._closed = False
-        self._lock = threading.Lock()  # close() may run on another thread than the batches
+        super().__init__()
 
     def __repr__(self) -> str:
         headers = dict.fromkeys(self._headers, _REDACTED)
@@ -364,42 +372,44 @@ class HTTPSink:
 
         Raises:
             DeliveryError: A request failed and retries, if allowed, are spent; or the
-                sink is closed.
+                sink is closed (then also a ``ValueError``).
         """
         if not batch:
             return
-        client = self._get_client()
         records = [encode_record(record) for record in batch]
-        for start, body, content_type in self._bodies(records):
-            try:
-                self._send(client, body, content_type)
-            except DeliveryError as exc:
-                exc.records_sent = start
-                exc.undelivered = list(batch[start:])
-                raise
+        with self._sink_lock():
+            self._check_open()
+            client = self._current_client()
+            for start, body, content_type in self._bodies(records):
+                try:
+                    self._send(client, body, content_type)
+                except DeliveryError as exc:
+                    exc.records_sent = start
+                    exc.undelivered = list(batch[start:])
+                    raise
 
-    def _get_client(self) -> httpx.Client:
+    def _current_client(self) -> httpx.Client:
         """Return the client, made on first use (on the worker thread) and after a fork."""
-        with self._lock:
-            if self._closed:
-                closed = DeliveryError("the sink is closed", url=self._display_url)
-                closed.attempts = 0
-                raise closed
-            client = self._client
-            if client is not None and self._client_pid == os.getpid():
-                return client
-            import httpx
-
-            # After a fork the parent's pool is dropped, not closed: its sockets are shared.
-            client = httpx.Client(
-                auth=self._auth,
-                headers={"User-Agent": _user_agent(), **self._headers},
-                timeout=httpx.Timeout(**self._timeouts),
-                verify=self._verify,
-                follow_redirects=False,
-            )
-            self._client, self._client_pid = client, os.getpid()
+        client = self._client
+        if client is not None:
             return client
+        import httpx
+
+        client = httpx.Client(
+            auth=self._auth,
+            headers={"User-Agent": _user_agent(), **self._headers},
+            timeout=httpx.Timeout(**self._timeouts),
+            verify=self._verify,
+            follow_redirects=False,
+        )
+        self._client = client
+        return client
+
+    def _closed_error(self) -> Exception:
+        """A ``DeliveryError`` (no attempt made) that is also a ``ValueError``."""
+        closed = _ClosedError(f"{self!r} is closed", url=self._display_url)
+        closed.attempts = 0
+        return closed
 
     def _bodies(self, records: list[dict[str, Any]]) -> Iterator[tuple[int, bytes, str]]:
         """Yield ``(index of first record, body, content_type)`` per request, in order.
@@ -513,16 +523,22 @@ class HTTPSink:
             text = text.replace(secret, _REDACTED)
         return text
 
-    # ------------------------------------------------------------------ close
+    # ------------------------------------------------------------------ close and fork
 
-    def close(self) -> None:
-        """Close the HTTP client and its connections. Idempotent; later calls raise."""
-        with self._lock:
-            self._closed = True
-            client, self._client = self._client, None
-            same_process = self._client_pid == os.getpid()
-        if client is not None and same_process:
+    def _release(self) -> None:
+        """Close the client and its connections (``close()`` holds the lock)."""
+        client, self._client = self._client, None
+        if client is not None:
             client.close()
+
+    def _forget_inherited(self, *, busy: bool) -> None:  # noqa: ARG002 -- dropped either way
+        """In a forked child: drop the parent's client, never close it.
+
+        Closing would take the pool's lock, which the parent's worker may hold mid-request,
+        and could say goodbye on connections the parent still uses. Dropped, the client's
+        sockets are collected, which closes only this process's copies of them.
+        """
+        self._client = None
 
 
 # --------------------------------------------------------------------------- helpers

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import codecs
 import os
-import threading
 from collections.abc import Iterable
 from typing import Any, Union
 
 from .._types import AnyRecord
 from .._validate import check_bool
+from ._base import SinkBase
 from ._encode import encode_record, to_json
 
 __all__ = ["JsonLinesSink", "StrPath"]
@@ -20,7 +20,7 @@ StrPath = Union[str, "os.PathLike[str]"]
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
-class JsonLinesSink:
+class JsonLinesSink(SinkBase):
     """Appends each record as one line of JSON (see ``batchlog.sinks.encode_record``).
 
     A batch becomes one ``os.write`` of all its lines to a file opened with ``O_APPEND``,
@@ -31,6 +31,11 @@ class JsonLinesSink:
     each batch the sink compares the path's device and inode with the open file's, as
     ``logging.handlers.WatchedFileHandler`` does: if logrotate (or anyone) moved or
     deleted the file, the sink reopens the path, creating a new file.
+
+    ``close()`` closes the file (waiting for a batch in flight); after ``reopen()`` the
+    next batch opens the path again. In a child made by ``os.fork()`` the sink keeps
+    appending through the descriptor it inherited: with ``O_APPEND`` every write goes to
+    the end of the file, whoever else appends (see ``batchlog.sinks.SinkBase``).
 
     Args:
         path: The file to append to.
@@ -47,9 +52,11 @@ class JsonLinesSink:
     the batch as failed), and ``ValueError`` after ``close``.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       A ``batchlog.sinks.SinkBase``: ``reopen()``, fork safety.
     """
 
-    __slots__ = ("_closed", "_descriptor", "_lock", "encoding", "fsync", "path")
+    __slots__ = ("_descriptor", "encoding", "fsync", "path")
 
     def __init__(
         self, path: StrPath = "batchlog.jsonl", *, fsync: bool = False, encoding: str = "utf-8"
@@ -62,8 +69,7 @@ class JsonLinesSink:
         self.path: str = os.fspath(path)
         self.encoding = encoding
         self._descriptor: int | None = None
-        self._closed = False
-        self._lock = threading.Lock()  # close() may run on another thread than the batches
+        super().__init__()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(path={self.path!r}, fsync={self.fsync!r})"
@@ -93,10 +99,8 @@ class JsonLinesSink:
             return 0
         # backslashreplace turns a lone surrogate into "\udcff", which is still valid JSON.
         data = "".join(lines).encode(self.encoding, "backslashreplace")
-        with self._lock:
-            if self._closed:
-                msg = f"{self!r} is closed"
-                raise ValueError(msg)
+        with self._sink_lock():
+            self._check_open()
             descriptor = self._current_descriptor()
             view = memoryview(data)
             while view:  # one call unless the kernel writes only part (a full disk, a signal)
@@ -126,10 +130,15 @@ class JsonLinesSink:
         self._descriptor = descriptor
         return descriptor
 
-    def close(self) -> None:
-        """Close the file. Idempotent; later batches raise ``ValueError``."""
-        with self._lock:
-            self._closed = True
-            descriptor, self._descriptor = self._descriptor, None
+    def _release(self) -> None:
+        """Close the file (``close()`` holds the lock)."""
+        descriptor, self._descriptor = self._descriptor, None
         if descriptor is not None:
             os.close(descriptor)
+
+    def _forget_inherited(self, *, busy: bool) -> None:
+        """In a forked child: keep the inherited descriptor, which appends safely here too.
+
+        The child's copy shares the parent's open file: closing it would not disturb the
+        parent, but keeping it costs nothing, and each write still lands whole at the end.
+        """

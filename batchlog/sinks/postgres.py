@@ -42,13 +42,13 @@ import datetime
 import math
 import os
 import re
-import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
 from .._types import AnyRecord
 from .._validate import check_bool, check_callable, check_int, check_pattern, check_seconds
+from ._base import SinkBase
 from ._encode import FIELDS, encode_record, to_json
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ def _connection_error_text(exc: Exception) -> str:
     return " (details withheld: they could quote the password)"
 
 
-class PostgresSink:
+class PostgresSink(SinkBase):
     """Stores each record as one row of a PostgreSQL table: one ``COPY`` per batch.
 
     The schema is in this module's docstring: one column per field of the common
@@ -247,8 +247,11 @@ class PostgresSink:
     configuration with plain values: ``{"()": "batchlog.sinks.PostgresSink",
     "conninfo": "host=127.0.0.1 port=5433 dbname=logs", "table": "app_logs"}``.
 
-    In a child made by ``os.fork()`` the sink opens a connection of its own and leaves
-    the parent's alone.
+    ``close()`` waits for a batch in flight and closes the connection; after ``reopen()``
+    the next batch connects again. In a child made by ``os.fork()`` the sink lets go of
+    the parent's connection without ending the parent's session (libpq's goodbye goes to
+    ``/dev/null``), even mid-batch, and connects anew on its first batch (see
+    ``batchlog.sinks.SinkBase``).
 
     Args:
         conninfo: A libpq connection string or ``postgresql://`` URI; empty: libpq's
@@ -277,16 +280,15 @@ class PostgresSink:
     ``ValueError`` after ``close``.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       A ``batchlog.sinks.SinkBase``: ``reopen()``; fork safety mid-batch too.
     """
 
     __slots__ = (
-        "_closed",
         "_connection",
         "_conninfo",
         "_copy_statement",
         "_create_statements",
-        "_lock",
-        "_pid",
         "_secrets",
         "_shown_parameters",
         "_sleep",
@@ -357,10 +359,8 @@ class PostgresSink:
         )
         self._create_statements = _create_statements(parts)
         self._connection: psycopg.Connection[Any] | None = None
-        self._pid = os.getpid()
         self._table_ready = not self.create_table
-        self._closed = False
-        self._lock = threading.Lock()
+        super().__init__()
 
     def __repr__(self) -> str:
         where = f" {self._shown_parameters}" if self._shown_parameters else ""
@@ -378,32 +378,22 @@ class PostgresSink:
         rows = [_row(record) for record in batch]  # encode once, before any attempt
         if not rows:
             return
-        self._adopt_after_fork()
-        with self._lock:
-            if self._closed:
-                msg = f"{self!r} is closed"
-                raise ValueError(msg)
+        with self._sink_lock():
+            self._check_open()
             self._copy_with_retries(rows)
-
-    def close(self) -> None:
-        """Close the connection (waiting for a batch in flight); idempotent.
-
-        A call after this raises ``ValueError``.
-        """
-        self._adopt_after_fork()
-        with self._lock:
-            self._closed = True
-            self._drop_connection()
 
     # ------------------------------------------------------------------ internals
 
-    def _adopt_after_fork(self) -> None:
-        """In a child of ``os.fork()``: a fresh lock, and leave the parent's connection be."""
-        if self._pid == os.getpid():
-            return
-        self._lock = threading.Lock()  # the parent's may have been held at the fork
+    def _release(self) -> None:
+        """Close the connection (``close()`` holds the lock)."""
+        self._drop_connection()
+
+    def _forget_inherited(self, *, busy: bool) -> None:  # noqa: ARG002 -- disowned either way
+        """In a forked child: let go of the parent's connection, leaving its session be.
+
+        Mid-batch too: libpq takes no lock to close, and its goodbye goes to /dev/null.
+        """
         connection, self._connection = self._connection, None
-        self._pid = os.getpid()
         if connection is not None:
             _disown(connection)
 

@@ -37,11 +37,12 @@ import contextlib
 import operator
 import os
 import re
-import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from .._types import AnyRecord
 from .._validate import check_choice, check_pattern, check_seconds
+from ._base import SinkBase, keep_until_exit
 from ._encode import FIELDS, encode_record, to_json
 from .jsonl import StrPath
 
@@ -82,6 +83,21 @@ _TABLE_NAME_ALLOWED = (
 )
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _INT64 = (-(2**63), 2**63 - 1)
+_SQLITE_BUSY = 5  # the primary result code of "database is locked" (sqlite3.SQLITE_BUSY, 3.11+)
+_LONGEST_SETUP_PAUSE = 0.05  # seconds between two tries of a locked setup, at most
+_IN_MEMORY = frozenset({":memory:", ""})  # databases in this process's memory, not in a file
+
+# Database files this process must not write: it was forked while a connection to one was
+# in use, and SQLite keeps its locks' state per process and per file (inherited by children).
+_forked_mid_batch: set[str] = set()
+
+
+def _is_busy(exc: Exception) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked" (another connection holds a lock)."""
+    code = getattr(exc, "sqlite_errorcode", None)  # 3.11+; extended codes keep it in the low byte
+    if isinstance(code, int):
+        return code & 0xFF == _SQLITE_BUSY
+    return str(exc).startswith("database is locked")
 
 
 def _check_table(table: object) -> str:
@@ -134,7 +150,7 @@ def row_values(record: AnyRecord) -> tuple[Any, ...]:
     return (*fields, to_json(extra) if extra else "{}")
 
 
-class SQLiteSink:
+class SQLiteSink(SinkBase):
     """Stores each record as one row of an SQLite table; one transaction per batch.
 
     The schema is in this module's docstring: one column per field of the common
@@ -143,15 +159,28 @@ class SQLiteSink:
     The connection is opened on the first batch, so on the writer's worker thread, and the
     table and indexes are created if missing. The database is put in WAL mode, so readers
     never block the writer, with ``synchronous`` (default ``NORMAL``: a committed batch
-    survives a crash of the application; ``FULL`` also survives a power loss). Each
+    survives a crash of the application; ``FULL`` also survives a power loss). Processes
+    that open a new database at once wait for each other there, up to ``busy_timeout``. Each
     batch is one ``BEGIN IMMEDIATE`` … ``executemany`` … ``COMMIT``; if anything fails the
     transaction is rolled back and the call raises, so the writer counts the batch as
     failed and no half batch is stored.
 
     The writer never runs two batches at once, but ``close()`` (or the interpreter's
     exit) may run on another thread, so the connection is made with
-    ``check_same_thread=False`` and guarded by a lock. In a child made by ``os.fork()``
-    the sink opens a connection of its own.
+    ``check_same_thread=False`` and guarded by the sink's lock; ``close()`` waits for a
+    batch in flight and closes the connection, and after ``reopen()`` the next batch opens
+    one again.
+
+    In a child made by ``os.fork()`` the sink opens a connection of its own on its first
+    batch (see ``batchlog.sinks.SinkBase``). SQLite keeps its locks' state per process and
+    the child inherits the parent's (https://www.sqlite.org/howtocorrupt.html#fork), so:
+    forked between two batches, the child closes its copy of the parent's connection,
+    which clears that state (the parent's own locks are untouched); forked while the
+    parent was writing a batch, the child cannot close it (that would wait forever for
+    the parent's thread, or roll back the parent's transaction), and in such a child every
+    batch of a sink writing to that file raises ``sqlite3.OperationalError`` saying so: a
+    connection there could lose records silently. Make the sink after the fork
+    (gunicorn's ``post_fork``, say) to be sure.
 
     Build it from configuration with plain values:
     ``{"()": "batchlog.sinks.SQLiteSink", "path": "app-logs.sqlite3"}``.
@@ -172,14 +201,14 @@ class SQLiteSink:
     ``ValueError`` after ``close``.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       A ``batchlog.sinks.SinkBase``: ``reopen()``, fork safety; processes creating a
+       database together wait for each other instead of failing "database is locked".
     """
 
     __slots__ = (
-        "_closed",
         "_connection",
         "_insert",
-        "_lock",
-        "_pid",
         "busy_timeout",
         "path",
         "synchronous",
@@ -206,9 +235,7 @@ class SQLiteSink:
         # The table name passed _check_table: an identifier, never configuration-made SQL.
         self._insert = f"INSERT INTO {self.table} ({columns}) VALUES ({placeholders})"  # noqa: S608
         self._connection: sqlite3.Connection | None = None
-        self._pid = 0
-        self._closed = False
-        self._lock = threading.Lock()
+        super().__init__()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(path={self.path!r}, table={self.table!r})"
@@ -226,10 +253,8 @@ class SQLiteSink:
             return
         import sqlite3
 
-        with self._lock:
-            if self._closed:
-                msg = f"{self!r} is closed"
-                raise ValueError(msg)
+        with self._sink_lock():
+            self._check_open()
             connection = self._current_connection()
             connection.execute("BEGIN IMMEDIATE")
             try:
@@ -252,34 +277,94 @@ class SQLiteSink:
     def _current_connection(self) -> sqlite3.Connection:
         """Return the connection, opening it (and the schema) on first use or after a fork."""
         connection = self._connection
-        pid = os.getpid()
-        if connection is not None and self._pid == pid:
+        if connection is not None:
             return connection
         import sqlite3
+
+        if _forked_mid_batch and self._file() in _forked_mid_batch:
+            msg = (
+                f"{self!r} cannot write in this process: it was forked while the parent's "
+                "sink was writing a batch, and the SQLite lock state it inherited could "
+                "block or lose records here (see SQLiteSink: make the sink after the fork)"
+            )
+            raise sqlite3.OperationalError(msg)
 
         # isolation_level=None: the sink issues BEGIN and COMMIT itself, one per batch.
         connection = sqlite3.connect(
             self.path, timeout=self.busy_timeout, check_same_thread=False, isolation_level=None
         )
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
             connection.execute(f"PRAGMA synchronous={self.synchronous}")
-            connection.execute("BEGIN IMMEDIATE")
-            for statement in create_table_sql(self.table):
-                connection.execute(statement)
-            connection.execute("COMMIT")
+            self._set_up(connection)
         except BaseException:
             connection.close()
             raise
-        # A connection inherited over fork belongs to the parent: leave it alone.
-        self._connection, self._pid = connection, pid
+        self._connection = connection
         return connection
 
-    def close(self) -> None:
-        """Close the connection (if it was opened). Idempotent; later batches raise."""
-        with self._lock:
-            self._closed = True
-            connection, self._connection = self._connection, None
-            mine = self._pid == os.getpid()
-        if connection is not None and mine:
+    def _set_up(self, connection: sqlite3.Connection) -> None:
+        """Put the database in WAL mode and create the schema, waiting while it is locked.
+
+        Processes opening a new database at once race here, and SQLite answers "database
+        is locked" at once, without waiting ``busy_timeout``, where waiting could deadlock
+        (switching to WAL needs the database to itself): so each step is tried again, until
+        ``busy_timeout`` has passed. The mode is read first, since setting it (even to what
+        it is) takes that lock.
+        """
+        import sqlite3
+
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.001
+        while True:
+            try:
+                (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+                if str(mode).lower() not in {"wal", "memory"}:  # ":memory:" has no WAL
+                    connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("BEGIN IMMEDIATE")
+                for statement in create_table_sql(self.table):
+                    connection.execute(statement)
+                connection.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if connection.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):  # the first error is the news
+                        connection.execute("ROLLBACK")
+                left = deadline - time.monotonic()
+                if not _is_busy(exc) or left <= 0:
+                    raise
+            else:
+                return
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, _LONGEST_SETUP_PAUSE)
+
+    def _release(self) -> None:
+        """Close the connection, if one was opened (``close()`` holds the lock)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
             connection.close()
+
+    def _forget_inherited(self, *, busy: bool) -> None:
+        """In a forked child: let go of the parent's connection; the next batch opens one.
+
+        Idle at the fork, it is closed: that clears the lock state SQLite keeps per process,
+        which the child inherited, so the child's own connection takes real locks (kept,
+        the parent's last close could delete the WAL under the child's writes). Busy, it
+        is kept, untouched, until the child ends: closing would wait for the SQLite mutex
+        of the parent's thread, which this child does not have, or roll back the parent's
+        open transaction in the WAL index the parent shares.
+        """
+        connection, self._connection = self._connection, None
+        # in_transaction only reads a flag (sqlite3_get_autocommit): no mutex, no I/O.
+        if busy or (connection is not None and connection.in_transaction):
+            # Busy, the lock may cover a connection still being set up: the file's state
+            # is suspect either way, for every sink of this process writing to it.
+            file = self._file()
+            if file is not None:
+                _forked_mid_batch.add(file)
+            if connection is not None:
+                keep_until_exit(connection)
+        elif connection is not None:
+            connection.close()
+
+    def _file(self) -> str | None:
+        """The database file, as one path whatever the sink was given; None in memory."""
+        return None if self.path in _IN_MEMORY else os.path.realpath(self.path)
