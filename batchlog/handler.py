@@ -251,12 +251,21 @@ class _Delivery:
     references alive; the formatter is mirrored here for batches left after that.
     """
 
-    __slots__ = ("formatter", "handler", "sink")
+    __slots__ = ("formatter", "handler", "owns_sink", "sink", "sink_lock")
 
     def __init__(self, handler: BatchingHandler, sink: Sink) -> None:
         self.handler = weakref.ref(handler)
         self.sink = sink
         self.formatter: logging.Formatter | None = None
+        #: False once a reopened writer took the sink object over: this one must not close it.
+        self.owns_sink = True
+        self.sink_lock: Any = None  # the handler's, shared by all its writers' deliveries
+
+    def close_sink(self) -> None:
+        """The writer's ``on_close``: close the sink, unless a newer writer took it over."""
+        with self.sink_lock:
+            if self.owns_sink:
+                _close_sink(self.sink)
 
     def __call__(self, batch: list[logging.LogRecord]) -> None:
         _render_exceptions(batch)
@@ -335,6 +344,8 @@ def _remake_after_fork(handler: BatchingHandler) -> None:
 def _remake_locks_in_child() -> None:
     for handler in list(_for_fork):
         handler._reopen_lock = new_lock()  # noqa: SLF001 -- its own module's class
+        handler._sink_lock = new_lock()  # noqa: SLF001 -- likewise
+        handler._delivery.sink_lock = handler._sink_lock  # noqa: SLF001 -- the current writer's
 
 
 def _known_to_logging(handler: logging.Handler) -> bool:
@@ -496,6 +507,7 @@ class BatchingHandler(logging.Handler):
             "overflow": overflow,
             "block_timeout": number_from_config(block_timeout, float),
         }
+        self._sink_lock = new_lock()
         # logging.shutdown() closes it, after other atexit hooks had their say (they log).
         self._writer = self._new_writer(self._sink, name, close_at_exit=False)
         self._offer = self._writer.offer
@@ -517,11 +529,12 @@ class BatchingHandler(logging.Handler):
         """
         delivery = _Delivery(self, sink)
         delivery.formatter = self._delivery.formatter
+        delivery.sink_lock = self._sink_lock
         self._delivery = delivery
         return BatchWriter(
             flush_fn=delivery,
             on_error=self._failure_report,
-            on_close=functools.partial(_close_sink, sink),
+            on_close=delivery.close_sink,
             name=name,
             close_at_exit=close_at_exit,
             **self._writer_options,
@@ -749,9 +762,13 @@ class BatchingHandler(logging.Handler):
         if isinstance(self._sink_spec, (str, Mapping)):
             return resolve_sink(self._sink_spec)
         sink = self._sink
-        reopen = getattr(sink, "reopen", None)
-        if callable(reopen):
-            reopen()
+        with self._sink_lock:
+            # The closed writer may not have closed it yet: from now on it will not, and a
+            # sink it already closed is reopened.
+            self._delivery.owns_sink = False
+            reopen = getattr(sink, "reopen", None)
+            if callable(reopen):
+                reopen()
         return sink
 
     def set_name(self, name: str) -> None:
