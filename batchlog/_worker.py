@@ -76,6 +76,7 @@ class Worker(Generic[T]):
         "requests",
         "sink_running",
         "sink_thread",
+        "unreferenced",
     )
 
     def __init__(
@@ -126,6 +127,8 @@ class Worker(Generic[T]):
         self.at_exit = False
         #: The process shut down and stopped waiting for this writer (see _lifecycle).
         self.given_up = False
+        #: The BatchWriter in front was garbage-collected: close (see close_unreferenced).
+        self.unreferenced = False
         self.sink_thread: int | None = None
         # True while flush_fn runs: front doors then check whether the sink itself is
         # logging (a hint read without the lock; the thread check that follows decides).
@@ -237,6 +240,8 @@ class Worker(Generic[T]):
         capacity = self.capacity
         window_start: float | None = None  # no record waiting has arrived before this
         while True:
+            if self.unreferenced and not intake.sealed:
+                self.begin_close()  # asked by the writer's finalizer (see close_unreferenced)
             if intake.sealed:
                 self._drain_for_close()
                 return
@@ -388,7 +393,20 @@ class Worker(Generic[T]):
         self._wake_event.set()
 
     def close_unreferenced(self) -> None:
-        """The writer was garbage-collected: deliver what it holds, then end the thread."""
+        """The writer was garbage-collected: deliver what it holds, then end the thread.
+
+        A finalizer runs wherever a garbage collection pass happens to start, even on the
+        worker's own thread inside a section holding the intake's lock: so it takes no
+        lock here. It marks the worker and wakes it; the worker (or the standby thread,
+        where none runs) closes.
+        """
+        self.unreferenced = True
+        if self.running():
+            self._wake_event.set()
+        elif not _lifecycle.run_on_standby(self._close_now):
+            self._close_now()  # no thread at all (interpreter exit): here
+
+    def _close_now(self) -> None:
         self.begin_close()
         if not self.running():
             self.drain_inline()

@@ -221,7 +221,8 @@ print(json.dumps([at_import, calls]))
 """
     result = run_script(script, tmp_path)
     assert (result.returncode, result.stderr) == (0, ""), result.stdout
-    assert json.loads(result.stdout) == [[], ["batchlog.sinks._base"]]
+    # One registration: before, after_in_parent and after_in_child, all of the base.
+    assert json.loads(result.stdout) == [[], ["batchlog.sinks._base"] * 3]
 
 
 # ------------------------------------------------------------------ fork, in a child interpreter
@@ -643,6 +644,55 @@ fork_mid_batch(sink, stored, child_report)
     assert "it was forked while the parent's sink was writing a batch" in child_outcome
     # Another sink of the same file refuses too (the state is the file's); another file works.
     assert outcome["child"]["report"] == ["OperationalError", "stored"]
+
+
+@needs_fork
+@pytest.mark.subprocess
+def test_fork_waits_for_an_sqlite_batch_in_flight_and_the_child_writes(tmp_path):
+    """A fork while the parent's SQLite batch is in flight waits for it (briefly): the
+    child then inherits the sink idle and stores its own batch; each batch is stored once."""
+    outcome = run_fork_script(
+        SQLITE_STORED
+        + """
+class HeldSink(SQLiteSink):
+    def _current_connection(self):
+        connection = super()._current_connection()
+        hold()  # the connection is open, the sink's lock held, no transaction yet
+        return connection
+
+
+class ReleasingLock:
+    \"\"\"The sink's lock, seen by the fork's wait: the held batch is let go right then.\"\"\"
+
+    def __init__(self, lock):
+        self.lock = lock
+
+    def acquire(self, blocking=True, timeout=-1):
+        if threading.current_thread() is threading.main_thread():
+            hold.release.set()  # the fork is waiting: the parent's batch may finish now
+        return self.lock.acquire(blocking, timeout)
+
+    def release(self):
+        self.lock.release()
+
+    def locked(self):
+        return self.lock.locked()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc_info):
+        self.lock.release()
+
+
+import batchlog.sinks._base
+batchlog.sinks._base.FORK_WAIT = WAIT
+sink = HeldSink(path, busy_timeout=WAIT)
+sink._lock = ReleasingLock(sink._sink_lock())
+fork_mid_batch(sink, stored)
+""",
+        tmp_path,
+    )
+    assert_each_batch_stored_once(outcome)
 
 
 @needs_fork

@@ -52,3 +52,27 @@ def test_a_dropped_writer_is_collected_even_while_its_worker_waits_for_a_window(
     thread.join(WAIT)
     assert not thread.is_alive()
     assert sink.records == ["waiting"]
+
+
+def test_a_finalizer_running_where_the_intake_lock_is_held_does_not_deadlock() -> None:
+    """A garbage collection pass may start anywhere, even inside a section holding the
+    intake's lock on the worker's own thread: the writer's finalizer takes no lock there,
+    and the worker closes once the section ends, delivering what it held."""
+    sink = RecordingSink()
+    writer = BatchWriter(10, 60.0, sink)
+    writer.add("held")
+    worker = writer._worker
+    finalizer = writer._finalizer
+    done = threading.Event()
+
+    def collected_inside_a_locked_section() -> None:
+        with worker.intake.lock:
+            finalizer()  # what gc would run here: must return without the lock
+        done.set()
+
+    thread = threading.Thread(target=collected_inside_a_locked_section)
+    thread.start()
+    assert done.wait(WAIT)
+    thread.join(WAIT)
+    assert worker.requests.close.wait(WAIT)
+    assert sink.records == ["held"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -43,18 +44,53 @@ def _track(sink: SinkBase) -> None:
         first = not _fork_hook_installed
         _fork_hook_installed = True
     if first and hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=_after_fork_in_parent,
+            after_in_child=_after_fork_in_child,
+        )
+
+
+#: Most seconds a fork waits, in all, for batches of sinks that hold across a fork.
+FORK_WAIT = 1.0
+_held_for_fork: list[Any] = []  # (sink, lock) pairs the forking thread holds
+
+
+def _before_fork() -> None:
+    """Let the batches in flight of sinks that must be idle at a fork (SQLite) finish first.
+
+    The forking thread takes their locks, waiting at most ``FORK_WAIT`` in all: a child
+    then inherits them idle and can open its own connection to the same file. A sink whose
+    batch takes longer (or the thread forking from inside one) is forked busy, as any other.
+    """
+    deadline = time.monotonic() + FORK_WAIT
+    for sink in list(_live):
+        if not sink._hold_across_fork:  # noqa: SLF001 -- the base's own state
+            continue
+        lock = sink._lock  # noqa: SLF001 -- likewise
+        if lock is None:
+            continue
+        if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            _held_for_fork.append((sink, lock))
+
+
+def _after_fork_in_parent() -> None:
+    while _held_for_fork:
+        _, lock = _held_for_fork.pop()
+        lock.release()
 
 
 def _after_fork_in_child() -> None:
     """In a child of ``os.fork()``: every live sink gets a new lock and forgets the parent's."""
     global _registry_lock  # noqa: PLW0603 -- a parent thread may have held it at the fork
     _registry_lock = threading.Lock()
+    idle = {id(sink) for sink, _ in _held_for_fork}  # held by the fork itself: idle
+    _held_for_fork.clear()
     for sink in list(_live):
         # The parent's lock may be held by its worker thread, which this child does not
         # have. The new one is made on first use, from the threading module in force then.
         inherited, sink._lock = sink._lock, None  # noqa: SLF001 -- the base's own state
-        busy = inherited is not None and inherited.locked()
+        busy = inherited is not None and inherited.locked() and id(sink) not in idle
         try:
             sink._forget_inherited(busy=busy)  # noqa: SLF001 -- the subclass's half of the reset
         except Exception as exc:  # noqa: BLE001 -- one sink's failure must not stop the others
@@ -114,6 +150,10 @@ class SinkBase:
     """
 
     __slots__ = ("__weakref__", "_closed", "_lock")
+
+    #: Whether a fork waits (briefly, see ``FORK_WAIT``) for this sink's batch in flight:
+    #: for a sink whose handles a child cannot take over mid-batch (SQLite).
+    _hold_across_fork = False
 
     def __init__(self) -> None:
         self._closed = False

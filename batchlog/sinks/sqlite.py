@@ -342,6 +342,8 @@ class SQLiteSink(SinkBase):
         if connection is not None:
             connection.close()
 
+    _hold_across_fork = True  # a child forked mid-batch could not write the file safely
+
     def _forget_inherited(self, *, busy: bool) -> None:
         """In a forked child: let go of the parent's connection; the next batch opens one.
 
