@@ -88,6 +88,13 @@ def terminate(process: subprocess.Popen[str]) -> tuple[int, str, float]:
     return process.returncode, stderr, time.monotonic() - started
 
 
+def sigterm_ends_it(process: subprocess.Popen[str]) -> None:
+    """Once the child is ready, SIGTERM it: it dies by SIGTERM, saying nothing on stderr."""
+    wait_until_ready(process)
+    status, stderr, _ = terminate(process)
+    assert (status, stderr) == (-signal.SIGTERM, "")
+
+
 def run_logging_script(body: str, out: Path) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run LOGGING_PRELUDE + ``body`` to its end; return the result and seconds taken."""
     process = start_script(body, out)
@@ -114,9 +121,7 @@ def test_sigterm_delivers_everything_then_ends_the_process_as_sigterm_would(tmp_
         """,
         tmp_path,
     )
-    wait_until_ready(process)
-    status, stderr, _ = terminate(process)
-    assert (status, stderr) == (-signal.SIGTERM, "")
+    sigterm_ends_it(process)
     assert list(range(150)) == records_of(tmp_path)
 
 
@@ -151,9 +156,7 @@ def test_sigterm_landing_inside_logging_waits_for_it_to_leave(tmp_path):
         """,
         tmp_path,
     )
-    wait_until_ready(process)
-    status, stderr, _ = terminate(process)
-    assert (status, stderr) == (-signal.SIGTERM, "")
+    sigterm_ends_it(process)
     assert [*map(str, range(150)), "last"] == records_of(tmp_path)
 
 
@@ -215,9 +218,7 @@ def test_a_framework_restoring_and_reraising_sigterm_reaches_it(tmp_path):
         """,
         tmp_path,
     )
-    wait_until_ready(process)
-    status, stderr, _ = terminate(process)
-    assert (status, stderr) == (-signal.SIGTERM, "")
+    sigterm_ends_it(process)
     assert [*map(str, range(150)), "graceful shutdown done"] == records_of(tmp_path)
 
 
@@ -389,9 +390,7 @@ def test_a_framework_installed_before_that_restores_and_reraises_still_delivers(
         """,
         tmp_path,
     )
-    wait_until_ready(process)
-    status, stderr, _ = terminate(process)
-    assert (status, stderr) == (-signal.SIGTERM, "")
+    sigterm_ends_it(process)
     assert [*map(str, range(150)), "graceful shutdown done", "after the re-raise"] == (
         records_of(tmp_path)
     )
@@ -466,9 +465,7 @@ def test_a_handler_chaining_back_to_batchlog_does_not_loop(tmp_path):
         """,
         tmp_path,
     )
-    wait_until_ready(process)
-    status, stderr, _ = terminate(process)
-    assert (status, stderr) == (-signal.SIGTERM, "")
+    sigterm_ends_it(process)
     assert list(range(10)) == records_of(tmp_path)
 
 
@@ -491,7 +488,5 @@ def test_sigterm_during_a_flush_wait_still_ends_by_sigterm(tmp_path):
         """,
         tmp_path,
     )
-    wait_until_ready(process)
-    status, stderr, _ = terminate(process)
-    assert (status, stderr) == (-signal.SIGTERM, "")
+    sigterm_ends_it(process)
     assert list(range(30)) == records_of(tmp_path)

@@ -810,16 +810,21 @@ def threadless(monkeypatch) -> Callable[..., BatchWriter[Any]]:
         writer.close(timeout=WAIT)
 
 
-def test_without_a_thread_records_are_delivered_on_the_standby_thread(threadless):
+@pytest.mark.parametrize("standby", [True, False], ids=["standby", "no-standby"])
+def test_without_a_worker_thread_records_are_delivered_without_waiting_for_one(
+    threadless, monkeypatch, standby
+):
     """No worker thread can start (as at exit): the first record, a flush and a close
-    deliver on the standby thread started before, so the caller never runs a sink that
-    could hang it.
+    deliver on the standby thread started before (so the caller never runs a sink that
+    could hang it), or, where there is no standby either, right on the calling thread.
 
     Kills W47, W48, W49.
     """
+    if not standby:
+        monkeypatch.setattr(batchlog._lifecycle, "run_on_standby", lambda job: False)
     sink = RecordingSink()
     writer = threadless(sink)
-    writer.add("a")  # the first record wakes a worker that cannot start: the standby delivers
+    writer.add("a")  # the first record wakes a worker that cannot start
     assert sink.wait_for_records(1)
     writer.add("b")
     assert writer.flush(timeout=WAIT) is True
@@ -827,24 +832,8 @@ def test_without_a_thread_records_are_delivered_on_the_standby_thread(threadless
     writer.add("c")
     assert writer.close(timeout=WAIT) is True
     assert sink.records == ["a", "b", "c"]
-    assert {thread.name for thread in sink.threads} == {"batchlog-standby"}
-
-
-def test_without_any_thread_records_are_delivered_on_the_calling_thread(threadless, monkeypatch):
-    """No worker thread and no standby either: the first record, a flush and a close
-    deliver right there, as a plain handler would."""
-    monkeypatch.setattr(batchlog._lifecycle, "run_on_standby", lambda job: False)
-    sink = RecordingSink()
-    writer = threadless(sink)
-    writer.add("a")
-    assert sink.records == ["a"]
-    writer.add("b")
-    assert writer.flush(timeout=WAIT) is True
-    assert sink.records == ["a", "b"]
-    writer.add("c")
-    assert writer.close(timeout=WAIT) is True
-    assert sink.records == ["a", "b", "c"]
-    assert set(sink.threads) == {threading.current_thread()}
+    expected = {"batchlog-standby"} if standby else {threading.current_thread().name}
+    assert {thread.name for thread in sink.threads} == expected
 
 
 # --------------------------------------------------------------------------- durations

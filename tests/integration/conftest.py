@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,18 @@ def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[b
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+
+
+@contextlib.contextmanager
+def group_killed_after(process: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Kill whatever is left of ``process``'s group when the block ends (a failed test)."""
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        if process.returncode is None:
+            process.communicate()
 
 
 def stored_numbers(db: Path, table: str = "logs") -> Counter[int]:

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from .conftest import (
     child_env,
     finish,
     free_port,
+    group_killed_after,
     report_row,
     start,
     wait_for_port,
@@ -139,16 +139,6 @@ SCENARIOS = [
 ]
 
 
-@contextlib.contextmanager
-def _group_killed_after(process: subprocess.Popen[bytes]) -> Iterator[None]:
-    """Kill whatever is left of ``process``'s group when the block ends."""
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        if process.returncode is None:
-            process.communicate()
 
 
 @pytest.fixture
@@ -160,7 +150,7 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     command = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1"]
     command += ["--save", "", "--appendonly", "no", "--loglevel", "warning"]
     server = start(command, child_env(tmp_path), tmp_path)
-    with _group_killed_after(server):
+    with group_killed_after(server):
         wait_for_port(port, server, timeout=10.0)
         yield f"redis://127.0.0.1:{port}/0"
 
@@ -185,10 +175,10 @@ def test_records_stored_exactly_once_after_warm_shutdown(tmp_path, db, redis_url
     sent = range(scenario.tasks * scenario.per_task)
     started = time.monotonic()
     worker = start(command, env, tmp_path)
-    with _group_killed_after(worker):
+    with group_killed_after(worker):
         client_args = [sys.executable, "client.py", str(scenario.tasks), str(scenario.per_task)]
         client = start([*client_args, str(RESULTS_TIMEOUT)], env, tmp_path)
-        with _group_killed_after(client):
+        with group_killed_after(client):
             waited = time.monotonic()
             deadline = waited + RESULTS_TIMEOUT + 10.0
             while client.poll() is None and worker.poll() is None and time.monotonic() < deadline:

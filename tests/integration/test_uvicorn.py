@@ -23,10 +23,8 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,6 +37,7 @@ from .conftest import (
     child_env,
     finish,
     free_port,
+    group_killed_after,
     report_row,
     start,
     wait_for_port,
@@ -193,16 +192,6 @@ def _get(port: int, path: str) -> int:
     return int(body)
 
 
-@contextlib.contextmanager
-def _group_killed_after(process: subprocess.Popen[bytes]) -> Iterator[None]:
-    """Kill whatever is left of ``process``'s group when the block ends (a failed test)."""
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        if process.returncode is None:
-            process.communicate()
 
 
 def _serve_then_sigterm(tmp_path: Path, app_source: str, args: list[str]) -> tuple[Ended, float]:
@@ -213,7 +202,7 @@ def _serve_then_sigterm(tmp_path: Path, app_source: str, args: list[str]) -> tup
     command = [bin_path("uvicorn"), "app:app", "--host", "127.0.0.1", "--port", str(port), *args]
     started = time.monotonic()
     process = start(command, child_env(tmp_path), tmp_path)
-    with _group_killed_after(process):
+    with group_killed_after(process):
         try:
             wait_for_port(port, process, timeout=20.0)
             with ThreadPoolExecutor(CLIENTS) as pool:
