@@ -134,8 +134,9 @@ def test_reconfiguring_200_times_leaks_no_thread_descriptor_or_memory(tmp_path, 
             ours = thread.name.startswith("batchlog-") and thread.name != "batchlog-standby"
             if ours and thread not in live:
                 thread.join(WAIT)
-        gc.collect()
-        gc.collect()  # the workers of writers collected by the first pass
+        for _ in range(10):  # the workers of writers collected by a pass go in the next
+            if not gc.collect():
+                break
 
     reconfigure(20)  # warm up: caches, the first writers' one-off allocations
     threads, descriptors = threading.active_count(), len(os.listdir("/proc/self/fd"))
@@ -147,7 +148,11 @@ def test_reconfiguring_200_times_leaks_no_thread_descriptor_or_memory(tmp_path, 
     grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     assert threading.active_count() <= threads
     assert len(os.listdir("/proc/self/fd")) <= descriptors
-    assert grown < 200_000, f"{grown} bytes more after 200 reconfigurations"
+    # 400 writers were made: kept, they would hold megabytes (each has its queues and
+    # thread). A few dozen may still wait for the collector's next pass (seen on 3.9).
+    assert grown < 1_000_000, f"{grown} bytes more after 200 reconfigurations"
+    workers = [o for o in gc.get_objects() if type(o).__name__ == "Worker"]
+    assert len(workers) < 50, f"{len(workers)} workers of 400 writers are still alive"
     # Each dictConfig closed it (reopened, it is known to logging again) and it reopened.
     assert attached.metrics.reopened == 220
     assert attached.writer.flush(timeout=WAIT)
