@@ -696,6 +696,8 @@ class BatchingHandler(logging.Handler):
 
         Use ``handler.writer.flush(timeout)`` to learn whether it finished in time.
         """
+        if not hasattr(self, "_writer"):
+            return  # its construction failed (and said why): logging still knows it
         if _logging_lock_held():
             self._writer.flush(timeout=0)  # start it; waiting could deadlock a logging sink
         else:
@@ -706,6 +708,9 @@ class BatchingHandler(logging.Handler):
 
         Idempotent. ``logging.shutdown()`` calls it at exit.
         """
+        if not hasattr(self, "_writer"):
+            super().close()  # its construction failed (and said why): just detach
+            return
         try:
             if _logging_lock_held():
                 # Waiting could deadlock a sink that logs. The worker finishes in the

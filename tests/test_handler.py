@@ -978,3 +978,19 @@ def test_unreferenced_handler_still_formats_its_last_records(sink):
     thread.join(WAIT)
     assert not thread.is_alive()
     assert [record.formatted for record in sink.records] == ["WARNING last words"]
+
+
+def test_a_handler_whose_construction_failed_is_flushed_and_closed_quietly():
+    """logging keeps a handler from the moment Handler.__init__ ran: one whose own
+    construction then failed (a bad argument, already reported) flushes and closes at
+    logging.shutdown() without a second, bogus error."""
+    from batchlog import BatchingHandler
+
+    with pytest.raises(TypeError, match="deliver_on_sigterm") as failure:
+        BatchingHandler(lambda batch: None, deliver_on_sigterm="maybe")
+    (broken,) = [  # what logging still holds
+        entry.frame.f_locals["self"]
+        for entry in failure.traceback
+        if isinstance(entry.frame.f_locals.get("self"), BatchingHandler)
+    ]
+    logging.shutdown([weakref.ref(broken)])  # neither raises nor reports
