@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from typing_extensions import Protocol
 
 from ._report import write_line
-from ._sync import Wakeup, leave_signals_to_other_threads, new_lock
+from ._sync import Wakeup, new_lock
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -309,7 +309,6 @@ class _Standby:
         return True
 
     def _run(self) -> None:
-        leave_signals_to_other_threads()
         jobs = self._jobs
         while True:
             self._wake.wait(None)

@@ -16,7 +16,6 @@ force, and thread identities are looked up with ``threading.get_ident()`` on eve
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
@@ -28,7 +27,6 @@ __all__ = [
     "RoomWaiters",
     "StealableLock",
     "Wakeup",
-    "leave_signals_to_other_threads",
     "new_lock",
 ]
 
@@ -84,21 +82,6 @@ class StealableLock:
             self._lock.release()
         except RuntimeError:  # taken over by a thread that had waited LEAKED_AFTER
             pass
-
-
-def leave_signals_to_other_threads() -> None:
-    """Block SIGTERM and SIGINT on the calling thread, one of batchlog's own.
-
-    Python runs signal handlers on the main thread, but the kernel hands a signal sent to
-    the process to any thread that does not block it: handed to batchlog's worker, it would
-    leave a main thread blocked in C (a multiprocessing queue's semaphore) asleep, its
-    handler never run. Skipped on the main thread itself (a greenlet under gevent).
-    """
-    if not hasattr(signal, "pthread_sigmask"):
-        return
-    if threading.get_native_id() == threading.main_thread().native_id:
-        return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
 
 
 def new_lock() -> Any:

@@ -23,7 +23,7 @@ from . import _lifecycle
 from ._intake import Intake
 from ._report import StderrReporter
 from ._requests import Request, Requests, expire_soon
-from ._sync import Wakeup, leave_signals_to_other_threads
+from ._sync import Wakeup
 
 if TYPE_CHECKING:
     import logging
@@ -224,7 +224,6 @@ class Worker(Generic[T]):
     def _run(self) -> None:
         """The worker thread: deliver batches until closed and drained, whatever happens."""
         self.sink_thread = threading.get_ident()
-        leave_signals_to_other_threads()
         try:
             self._loop()
         except BaseException as exc:  # noqa: BLE001 -- the worker ends, but never silently
