@@ -46,14 +46,7 @@ class StderrReporter:
                 parts.extend(traceback.format_exception(type(exc), exc, exc.__traceback__))
             except BaseException:  # noqa: BLE001 -- an exception whose str() raises, say
                 parts.append(f"{type(exc).__name__} (its message could not be shown)\n")
-        stream = sys.stderr
-        if stream is None:  # pythonw, or a closed stderr at exit
-            return
-        try:
-            stream.write("".join(parts))
-            stream.flush()
-        except (OSError, ValueError):  # stderr closed or broken: nowhere left to report
-            pass
+        write_line("".join(parts).rstrip("\n"))
 
 
 def write_line(line: str) -> None:

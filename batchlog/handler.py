@@ -357,15 +357,19 @@ def _known_to_logging(handler: logging.Handler) -> bool:
         return any(ref() is handler for ref in refs)
 
 
-def _known_to_logging_again(handler: logging.Handler) -> None:
+def _known_to_logging_again(handler: logging.Handler) -> bool:
     """After dictConfig forgot it, let ``logging.shutdown()`` at exit close ``handler`` again.
 
     The reopened handler then gets what any handler gets at exit: the other exit hooks
-    log through it first.
+    log through it first. Returns whether logging knows it now.
     """
+    if _known_to_logging(handler):
+        return True
     add = getattr(logging, "_addHandlerRef", None)
-    if callable(add) and not _known_to_logging(handler):
-        add(handler)
+    if not callable(add):
+        return False
+    add(handler)
+    return True
 
 
 def _offer_reopening(handler_ref: weakref.ref[BatchingHandler], record: Any) -> bool:
@@ -749,11 +753,8 @@ class BatchingHandler(logging.Handler):
                     self._sink = sink
                     self._writer = self._new_writer(sink, closed.name, close_at_exit=False)
                     self._reopened += 1
-            if reopened:
-                _known_to_logging_again(self)
-                writer = self._writer
-                if not writer.close_at_exit and not _known_to_logging(self):
-                    writer.close_at_exit = True  # logging.shutdown() will not close it
+            if reopened and not _known_to_logging_again(self):
+                self._writer.close_at_exit = True  # logging.shutdown() will not close it
             elif sink is not self._sink:
                 _close_sink(sink)  # another thread reopened first: this one is not needed
         with self._reopen_lock:
