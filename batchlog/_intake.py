@@ -257,19 +257,25 @@ class Intake(Generic[T]):
         return self._make_slot()
 
     def _make_slot(self) -> bool:
-        """Make a chunk of slots (if some are left to make) and take one of them."""
-        if not operator.length_hint(self._unmade):
-            return False  # every slot is made: the queue is full
-        with self.lock:
-            if self.sealed:
-                return False
-            # One C call moves the chunk: a slot can be neither made twice nor lost here.
-            self._slots.extend(itertools.islice(self._unmade, _ISSUE_CHUNK))
-        try:
-            self._pop_slot()
-        except IndexError:
-            return False
-        return True
+        """Make a chunk of slots (if some are left to make) and take one of them.
+
+        The chunk tops the free deque up to at most ``_KEEP_FREE``: the worker may have
+        given slots back since the caller found it empty, and only pops (which shrink
+        it) happen outside the lock.
+        """
+        while operator.length_hint(self._unmade):
+            with self.lock:
+                if self.sealed:
+                    return False
+                chunk = max(0, min(_ISSUE_CHUNK, _KEEP_FREE - len(self._slots)))
+                # One C call moves the chunk: a slot can be neither made twice nor lost.
+                self._slots.extend(itertools.islice(self._unmade, chunk))
+            try:
+                self._pop_slot()
+            except IndexError:
+                continue  # others took every free slot first: make another chunk
+            return True
+        return False  # every slot is made: the queue is full
 
     def _add_slow(self, record: T, timeout: float | None) -> bool:
         """Wait for a slot (at most ``timeout``) and append ``record``; False if refused."""

@@ -119,3 +119,23 @@ def test_after_a_burst_is_delivered_the_slots_go_back_to_the_source(make_writer:
     grown = tracemalloc.get_traced_memory()[0] - before
     assert len(writer._intake._slots) <= 4096
     assert grown < MIB
+
+
+def test_a_chunk_made_after_the_worker_gave_slots_back_keeps_the_deque_bounded(
+    make_writer: Any,
+) -> None:
+    """An adder that found no free slot, then lost the race to the worker's give-back,
+    tops the deque up to the bound instead of stacking a whole chunk on top of it."""
+    writer: BatchWriter[Any] = make_writer(
+        lambda batch: None, capacity=1_000, max_queue_size=200_000
+    )
+    for _ in range(10_000):
+        writer.add("burst")
+    assert writer.flush(timeout=WAIT) is True
+    intake = writer._intake
+    assert len(intake._slots) == 4096  # given back, capped
+    assert intake._make_slot() is True  # the late adder: it takes a slot all the same
+    assert len(intake._slots) == 4095
+    writer.add("after")
+    assert writer.flush(timeout=WAIT) is True
+    assert writer.metrics.records_processed == 10_001

@@ -142,8 +142,8 @@ MUTANTS: list[Mutant] = [
         "I13",
         INTAKE,
         "_take_slot: no sealed check before making a chunk of slots",
-        "            if self.sealed:\n                return False\n            # One C call",
-        "            # One C call",
+        "                if self.sealed:\n                    return False\n                chunk",
+        "                chunk",
         equivalent=(
             "sealing empties the unmade source under the same lock (_steal_free_slots), and "
             "nothing refills it while sealed (_give_back keeps slots in stolen_by_worker), so "
@@ -154,8 +154,8 @@ MUTANTS: list[Mutant] = [
         "I14",
         INTAKE,
         "_take_slot: makes slots from nowhere (the bound is not exact)",
-        "self._slots.extend(itertools.islice(self._unmade, _ISSUE_CHUNK))",
-        "self._slots.extend(itertools.repeat(None, _ISSUE_CHUNK))",
+        "self._slots.extend(itertools.islice(self._unmade, chunk))",
+        "self._slots.extend(itertools.repeat(None, chunk))",
     ),
     Mutant(
         "I15",
