@@ -330,6 +330,7 @@ def run_on_standby(job: Callable[[], object]) -> bool:
 
 # ---------------------------------------------------------------------- fork
 
+
 def _reset_in_child() -> None:
     """In a forked child: fresh locks, empty queues, zeroed counters, no worker yet."""
     global _registry_lock  # noqa: PLW0603 -- a lock held in the parent at fork is unusable

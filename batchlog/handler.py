@@ -490,9 +490,7 @@ class BatchingHandler(logging.Handler):
         # Before Handler.__init__, which sets self.formatter (mirrored into the delivery).
         self._delivery = _Delivery(self, _no_sink)
         super().__init__(level_number(level))
-        deliver_on_sigterm = check_bool(
-            "deliver_on_sigterm", bool_from_config(deliver_on_sigterm)
-        )
+        deliver_on_sigterm = check_bool("deliver_on_sigterm", bool_from_config(deliver_on_sigterm))
         self._sink_spec = sink
         self._sink = resolve_sink(sink)
         self._flush_level = (

@@ -744,7 +744,6 @@ def test_dictconfig_with_plain_values(server: Server) -> None:
     assert TOKEN not in repr(handler)
 
 
-
 def test_no_retry_starts_after_max_retry_time(
     server: Server, make_sink: Callable[..., HTTPSink], sleeps: list[float]
 ) -> None:

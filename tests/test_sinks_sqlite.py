@@ -346,7 +346,7 @@ def flaky(monkeypatch):
 
 
 def test_locked_setup_is_tried_again_until_it_works(db_path, make_sink, query, fake_time, flaky):
-    """"database is locked" setting WAL (another process creating it) is retried, growing pauses."""
+    """A locked database setting WAL (another process creating it) is retried, growing pauses."""
     flaky(2)
     make_sink(db_path)([log_record("stored")])
     assert fake_time.sleeps == [0.001, 0.002]

@@ -268,7 +268,8 @@ def _encode_log_record(record: logging.LogRecord) -> dict[str, Any]:
     return {
         "timestamp": rfc3339(created) if type(created) is float else _safe_rfc3339(created),
         "level": levelname if type(levelname) is str else _text_or_none(levelname),
-        "level_number": levelno if type(levelno) is int and _MIN <= levelno <= _MAX
+        "level_number": levelno
+        if type(levelno) is int and _MIN <= levelno <= _MAX
         else _int_or_none(levelno),
         "logger": name if type(name) is str else _text_or_none(name),
         "message": message if type(message) is str else _safe_text(message),
@@ -286,9 +287,7 @@ def _encode_log_record(record: logging.LogRecord) -> dict[str, Any]:
         "function": function if type(function) is str else _text_or_none(function),
         "line": line if type(line) is int and _MIN <= line <= _MAX else _scalar(line),
         "path": path if type(path) is str else _text_or_none(path),
-        "extra": {
-            key: _jsonable(value) for key, value in attributes.items() if key in extra_keys
-        }
+        "extra": {key: _jsonable(value) for key, value in attributes.items() if key in extra_keys}
         if extra_keys
         else {},
     }

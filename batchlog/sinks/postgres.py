@@ -339,9 +339,7 @@ class PostgresSink(SinkBase):
         except psycopg.ProgrammingError as exc:
             msg = f"invalid PostgreSQL connection settings{_connection_error_text(exc)}"
             raise ValueError(msg) from None
-        self._secrets = tuple(
-            str(settings[key]) for key in _SECRET_PARAMETERS if settings.get(key)
-        )
+        self._secrets = tuple(str(settings[key]) for key in _SECRET_PARAMETERS if settings.get(key))
         self._shown_parameters = " ".join(
             f"{key}={settings[key]}"
             for key in _SHOWN_PARAMETERS

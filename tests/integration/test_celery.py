@@ -139,8 +139,6 @@ SCENARIOS = [
 ]
 
 
-
-
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
     """A redis-server of the test's own on a free port, killed at teardown."""

@@ -83,7 +83,9 @@ def _script(library: str, *, before_fork: bool) -> str:
 
 @pytest.mark.parametrize("library", ["gevent", "eventlet"])
 @pytest.mark.parametrize("before_fork", [True, False], ids=["patched-after-fork", "patched-first"])
-def test_greenlets_deliver_everything_without_hanging(tmp_path: Path, db: Path, library, before_fork):  # noqa: E501
+def test_greenlets_deliver_everything_without_hanging(
+    tmp_path: Path, db: Path, library, before_fork
+):
     """Records from many greenlets are all delivered once, and flush and exit never hang."""
     pytest.importorskip(library)
     if library == "eventlet" and sys.version_info >= (3, 13):

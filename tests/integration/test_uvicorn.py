@@ -192,8 +192,6 @@ def _get(port: int, path: str) -> int:
     return int(body)
 
 
-
-
 def _serve_then_sigterm(tmp_path: Path, app_source: str, args: list[str]) -> tuple[Ended, float]:
     """Run uvicorn on ``app_source``, send every request, SIGTERM it; (how it ended, shutdown s)."""
     (tmp_path / "app.py").write_text(app_source, encoding="utf-8")
