@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import os
 import signal
 import sys
@@ -437,6 +438,21 @@ class _SigtermHandler:
             return
         self.previous = current
         signal.signal(signal.SIGTERM, self)
+        _WATCH.start()
+        global _watch_forks_hooked  # noqa: PLW0603 -- one process-wide flag
+        if not _watch_forks_hooked and hasattr(os, "register_at_fork"):
+            _watch_forks_hooked = True  # inherited by forked children, as the hook is
+            os.register_at_fork(after_in_child=_WATCH.after_fork_in_child)
+
+    def unanswered(self) -> bool:
+        """Whether a SIGTERM on the default path got no answer yet (see ``_SigtermWatch``).
+
+        Either the handler has not started (no framework's handler before it, so nothing
+        else ends the process), or the standby delivered and its signal went unanswered.
+        """
+        if callable(self.previous) or self.previous == signal.SIG_IGN:
+            return False
+        return self.delivered or not self.terminating
 
     def held(self) -> bool:
         """Whether a SIGTERM waits, blocked, for the records to be delivered."""
@@ -497,6 +513,152 @@ class _SigtermHandler:
 _SIGTERM = _SigtermHandler()
 
 
+#: How long a SIGTERM's Python handler may take to start before the main thread is
+#: signalled again, and how many times at most, per process.
+_NUDGE_AFTER = 0.5
+_MAX_NUDGES = 40
+
+
+class _SigtermWatch:
+    """Makes sure a SIGTERM that reached Python also runs batchlog's handler.
+
+    CPython's C-level handler only marks the signal; the main thread runs the Python
+    handler when it next runs bytecode, or when the signal interrupts the call it is
+    blocked in. A signal that comes just before the main thread blocks (between the
+    try-acquire and the wait of a semaphore: where a ``multiprocessing.Pool`` worker
+    waits for its next task) interrupts nothing, and the main thread sleeps on with the
+    handler never run: ``Pool.terminate()`` then waits for that worker forever.
+
+    The C handler also writes the signal's number to the wakeup fd. This thread reads it,
+    and while batchlog's handler (the default path: no framework's handler before it)
+    has not started after ``_NUDGE_AFTER`` seconds, it signals the main thread again; the
+    same when the standby's signal, sent once it delivered, goes unanswered. A second call
+    of the handler returns at once, so a nudge that crosses the start costs nothing.
+
+    Only where no one else set a wakeup fd (an asyncio loop with signal handlers keeps
+    its own, and its main thread runs handlers promptly), with real threads (not under
+    gevent or eventlet, whose hub checks signals regularly), and on POSIX.
+    """
+
+    __slots__ = ("_fds", "_nudges", "_pid", "_thread")
+
+    def __init__(self) -> None:
+        self._fds: tuple[int, int] | None = None  # (read, write) of this process's pipe
+        self._pid = -1
+        self._nudges = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Watch in this process (idempotent; call on the main thread)."""
+        if self._pid == os.getpid() or not _CAN_NUDGE:
+            return
+        self._leave_inherited()
+        if _threads_are_green():
+            return
+        if not threading.main_thread().is_alive():
+            return  # the interpreter is exiting: no thread starts now
+        read, write = os.pipe()
+        os.set_blocking(write, False)  # the C handler must never block writing to it
+        try:
+            previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            previous = -2  # not allowed here: leave the wakeup fd alone
+        if previous != -1:
+            if previous >= 0:
+                signal.set_wakeup_fd(previous)  # someone else's: theirs stays
+            os.close(read)
+            os.close(write)
+            return
+        self._fds = (read, write)
+        thread = threading.Thread(
+            target=self._run, args=(read,), name="batchlog-sigterm-watch", daemon=True
+        )
+        try:
+            thread.start()
+        except RuntimeError:  # at interpreter shutdown already: nothing can start
+            return
+        self._thread, self._pid, self._nudges = thread, os.getpid(), 0
+
+    def after_fork_in_child(self) -> None:
+        """A forked child inherits the wakeup fd but not the thread: watch anew."""
+        if self._fds is None:
+            return
+        if signal.getsignal(signal.SIGTERM) is _SIGTERM:
+            self.start()
+        else:
+            self._leave_inherited()
+
+    def _leave_inherited(self) -> None:
+        """In a forked child: stop writing to the parent's pipe, and close it here.
+
+        Left in place, a child's SIGTERM would reach the parent's watch, which would
+        signal the parent.
+        """
+        fds, self._fds = self._fds, None
+        if fds is None:
+            return
+        with contextlib.suppress(ValueError, OSError):
+            current = signal.set_wakeup_fd(-1)
+            if current not in (-1, fds[1]):
+                signal.set_wakeup_fd(current)  # someone else's since: theirs stays
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _run(self, read: int) -> None:
+        mark = signal.SIGTERM.to_bytes(1, "little")
+        while True:
+            try:
+                data = _read(read, 512)
+            except OSError:
+                return  # closed
+            if not data:
+                return
+            if mark in data:
+                _sleep(_NUDGE_AFTER)  # this thread's own grace; nothing waits on it
+                self.nudge_if_unanswered()
+
+    def nudge_if_unanswered(self) -> bool:
+        """Signal the main thread again if a SIGTERM it was sent has not been handled."""
+        current: object = signal.getsignal(signal.SIGTERM)
+        if current is not _SIGTERM or self._nudges >= _MAX_NUDGES:
+            return False  # not ours any more: whoever took SIGTERM decides
+        if not _SIGTERM.unanswered():
+            return False
+        main = threading.main_thread()
+        if not main.is_alive() or main.ident is None:
+            return False
+        self._nudges += 1
+        try:
+            signal.pthread_kill(main.ident, signal.SIGTERM)
+        except OSError:
+            return False
+        return True
+
+
+#: Taken at import: gevent or eventlet, patching later, must not turn this real thread's
+#: read and sleep into a hub's.
+_read = os.read
+_sleep = time.sleep
+_CAN_NUDGE = (
+    os.name == "posix"
+    and hasattr(signal, "pthread_kill")
+    and hasattr(signal, "set_wakeup_fd")
+    and hasattr(os, "set_blocking")
+)
+_WATCH = _SigtermWatch()
+_watch_forks_hooked = False
+
+
+def _threads_are_green() -> bool:
+    """Whether gevent or eventlet patched ``threading``: its threads are greenlets then."""
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None and gevent_monkey.is_module_patched("threading"):
+        return True
+    patcher = sys.modules.get("eventlet.patcher")
+    return patcher is not None and bool(patcher.is_monkey_patched("thread"))
+
+
 def _flush_all_soon() -> None:
     for worker in live():
         worker.flush_soon()
@@ -528,7 +690,9 @@ def deliver_on_sigterm() -> None:
     records are sent on their way, then that handler runs and decides (a framework's
     graceful shutdown then delivers the rest at exit). A framework that installs its own
     handler and later restores this one (uvicorn) reaches it when it re-raises SIGTERM.
-    Idempotent. ``BatchingHandler(deliver_on_sigterm=True)`` calls it.
+    Where no wakeup fd is set, it sets one and starts a thread that signals the main
+    thread again if a SIGTERM came but the handler has not started (the signal arrived
+    just before the main thread blocked in a semaphore: a ``Pool`` worker). Idempotent. ``BatchingHandler(deliver_on_sigterm=True)`` calls it.
 
     Raises:
         ValueError: Not called from the main thread (only it can install signal handlers).

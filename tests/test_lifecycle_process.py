@@ -6,6 +6,7 @@ sinks append one JSON line per record to ``<pid>.jsonl`` in a temporary folder.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -490,3 +491,152 @@ def test_sigterm_during_a_flush_wait_still_ends_by_sigterm(tmp_path):
     )
     sigterm_ends_it(process)
     assert list(range(30)) == records_of(tmp_path)
+
+
+#: For the scripts below: block the main thread in a multiprocessing semaphore (what a
+#: Pool worker waits for its next task in), and have ``lose_the_interrupt`` wait, on a
+#: helper thread, until the main thread sleeps in that semaphore's futex, then take a
+#: SIGTERM on the helper: Python's C handler marks it, but the main thread's wait is not
+#: interrupted. That is the state a SIGTERM arriving between the semaphore's try and its
+#: wait leaves (CPython checks signals only when the wait is interrupted).
+LOST_INTERRUPT = """
+import multiprocessing
+
+semaphore = multiprocessing.Semaphore(0)
+main_tid = threading.get_native_id()
+
+def main_sleeps_in_the_semaphore():
+    with open(f"/proc/self/task/{main_tid}/syscall") as status:
+        fields = status.read().split()
+    return fields[0] == str(FUTEX) and int(fields[1], 16) == semaphore._semlock.handle
+
+def lose_the_interrupt():
+    pause = threading.Event()
+    for _ in range(6000):  # a minute at most
+        if main_sleeps_in_the_semaphore():
+            break
+        pause.wait(0.01)
+    else:
+        os._exit(3)
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+def block_the_main_thread():
+    threading.Thread(target=lose_the_interrupt, daemon=True).start()
+    semaphore.acquire()
+    os._exit(4)  # not reached: only a signal handler gets the main thread out
+"""
+
+#: The futex syscall's number, where the scripts can see the main thread sleep in it.
+FUTEX_SYSCALLS = {"x86_64": 202, "aarch64": 98}
+
+needs_futex_view = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.uname().machine not in FUTEX_SYSCALLS,
+    reason="needs Linux's /proc/<pid>/task/<tid>/syscall on x86_64 or aarch64",
+)
+
+
+def start_lost_interrupt_script(body: str, out: Path) -> subprocess.Popen[str]:
+    futex = FUTEX_SYSCALLS.get(os.uname().machine, 0)
+    return start_script(f"FUTEX = {futex}\n" + LOST_INTERRUPT + textwrap.dedent(body), out)
+
+
+@needs_futex_view
+def test_a_sigterm_that_did_not_interrupt_the_main_threads_wait_still_delivers(tmp_path):
+    """The SIGTERM reached Python's C handler, but the main thread sleeps on in a
+    semaphore (a Pool worker's lost interrupt, behind ``Pool.terminate()`` hanging): the
+    watch signals the main thread again, its handler delivers, and SIGTERM ends it."""
+    process = start_lost_interrupt_script(
+        """
+        writer = BatchWriter(1000, 60.0, file_sink)
+        batchlog.deliver_on_sigterm()
+        for i in range(150):
+            writer.add(i)
+        block_the_main_thread()
+        """,
+        tmp_path,
+    )
+    _, stderr = process.communicate(timeout=SCRIPT_TIMEOUT)
+    assert (process.returncode, stderr) == (-signal.SIGTERM, "")
+    assert list(range(150)) == records_of(tmp_path)
+
+
+@needs_futex_view
+def test_a_lost_interrupt_after_the_standby_delivered_still_ends_the_process(tmp_path):
+    """The SIGTERM landed in batchlog's code, so the standby delivered and signalled the
+    main thread, which meanwhile sleeps in a semaphore and misses it: signalled again,
+    it ends by SIGTERM."""
+    process = start_lost_interrupt_script(
+        """
+        from batchlog import _lifecycle
+
+        writer = BatchWriter(1000, 60.0, file_sink)
+        batchlog.deliver_on_sigterm()
+        for i in range(150):
+            writer.add(i)
+        handler = signal.getsignal(signal.SIGTERM)
+        real_kill = signal.pthread_kill
+        first = []
+
+        def standby_signal_lost(thread_id, signum):
+            if first:
+                return real_kill(thread_id, signum)
+            first.append(signum)  # the standby's signal: the main thread misses it
+            threading.Thread(target=lose_the_interrupt, daemon=True).start()
+
+        signal.pthread_kill = standby_signal_lost
+        handler.terminating = True  # as if the handler had passed the work to the standby
+        assert _lifecycle.run_on_standby(handler._deliver_then_signal)
+        semaphore.acquire()
+        os._exit(4)
+        """,
+        tmp_path,
+    )
+    _, stderr = process.communicate(timeout=SCRIPT_TIMEOUT)
+    assert (process.returncode, stderr) == (-signal.SIGTERM, "")
+    assert list(range(150)) == records_of(tmp_path)
+
+
+def wakeup_fds_script(replace_in_parent: bool) -> str:
+    """A script: deliver_on_sigterm, fork; both report their wakeup fd's pipe and watch."""
+    replace = "signal.signal(signal.SIGTERM, lambda *a: None)" if replace_in_parent else ""
+    return f"""
+        def wakeup_pipe():
+            fd = signal.set_wakeup_fd(-1)
+            if fd < 0:
+                return None
+            signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+            return os.fstat(fd).st_ino  # the pipe, whatever number its fd has
+
+        def watching():
+            return any(t.name == "batchlog-sigterm-watch" for t in threading.enumerate())
+
+        batchlog.deliver_on_sigterm()
+        parent = wakeup_pipe()
+        {replace}
+        pid = os.fork()
+        if pid == 0:
+            write_json("child.json", [wakeup_pipe(), watching()])
+            os._exit(0)
+        os.waitpid(pid, 0)
+        write_json("parent.json", [parent, wakeup_pipe(), watching()])
+        """
+
+
+@needs_fork
+@pytest.mark.parametrize("replace_in_parent", [False, True], ids=["ours", "replaced"])
+def test_a_forked_child_never_writes_to_its_parents_watch(tmp_path, replace_in_parent):
+    """The child inherits the wakeup fd, which is the parent's pipe: a child's SIGTERM
+    read there would signal the parent. The child leaves it at the fork, and watches a
+    pipe of its own only while batchlog's handler is its handler."""
+    result, _ = run_logging_script(wakeup_fds_script(replace_in_parent), tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    parent, parent_after, parent_watching = json.loads((tmp_path / "parent.json").read_text())
+    child, child_watching = json.loads((tmp_path / "child.json").read_text())
+    assert parent is not None
+    assert (parent_after, parent_watching) == (parent, True)
+    assert child != parent
+    if replace_in_parent:
+        assert (child, child_watching) == (None, False)
+    else:
+        assert child is not None
+        assert child_watching is True

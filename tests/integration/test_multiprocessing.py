@@ -277,11 +277,6 @@ def test_pool_maxtasksperchild(tmp_path: Path, db: Path, method: str) -> None:
     assert len(pids) >= -(-POOL_TASKS // 3), f"workers were not replaced: {pids}"
 
 
-# Known, not yet fixed: under load, about one run in 15-40 on 3.9 (spawn) a pool worker
-# catches the SIGTERM but neither dies nor delivers, and the scenario hangs until its
-# timeout (blocking the signal in batchlog's threads fixed one cause but, under gevent,
-# blocked it for the whole worker). Kept running, not strict, until the cause is found.
-@pytest.mark.xfail(strict=False, reason="rare: a terminated worker survives its SIGTERM")
 @pytest.mark.parametrize(
     ("opt_in", "config"),
     [("initializer", "code"), ("handler", "dictconfig"), ("handler", "code")],
