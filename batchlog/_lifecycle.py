@@ -33,6 +33,8 @@ import collections
 import contextlib
 import os
 import signal
+import socket
+import struct
 import sys
 import threading
 import time
@@ -42,6 +44,7 @@ from typing_extensions import Protocol
 
 from ._report import write_line
 from ._sync import Wakeup, new_lock
+from ._validate import check_bool
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -431,13 +434,19 @@ class _SigtermHandler:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # not the child's
         self.terminating = self.delivered = self.chained = self.chaining = False
 
-    def install(self) -> None:
-        """Install it (idempotent); remember the handler in place to chain to it."""
+    def install(self, *, watch: bool) -> None:
+        """Install it (idempotent); remember the handler in place to chain to it.
+
+        Raises ValueError off Python's main thread (from ``signal.signal``).
+        """
         current = signal.getsignal(signal.SIGTERM)
-        if current is self:
+        if current is not self:
+            self.previous = current
+            signal.signal(signal.SIGTERM, self)
+        if not watch:
             return
-        self.previous = current
-        signal.signal(signal.SIGTERM, self)
+        # Also when it was installed already: a forkserver's child inherits the handler
+        # from a preloaded module, but the server took the wakeup fd meanwhile.
         _WATCH.start()
         global _watch_forks_hooked  # noqa: PLW0603 -- one process-wide flag
         if not _watch_forks_hooked and hasattr(os, "register_at_fork"):
@@ -492,7 +501,7 @@ class _SigtermHandler:
             deliver_all()
         finally:
             self.delivered = True
-            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+            _signal_main_thread()
 
     @staticmethod
     def terminate() -> None:
@@ -501,9 +510,10 @@ class _SigtermHandler:
         Only the main thread can (it alone sets signal handlers); elsewhere the process
         goes on ending as it was.
         """
-        if threading.current_thread() is not threading.main_thread():
-            return
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except ValueError:
+            return  # not Python's main thread (gevent and eventlet may rename threads)
         if _CAN_HOLD_SIGNALS:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         signal.raise_signal(signal.SIGTERM)
@@ -513,10 +523,22 @@ class _SigtermHandler:
 _SIGTERM = _SigtermHandler()
 
 
-#: How long a SIGTERM's Python handler may take to start before the main thread is
-#: signalled again, and how many times at most, per process.
+def _signal_main_thread() -> None:
+    """Send SIGTERM to the main thread, from another (the standby)."""
+    ident = _WATCH.main_ident()
+    if ident is None and not _threads_are_green():
+        ident = threading.main_thread().ident
+    if ident is None:  # patched: the ident names a greenlet; the process is what we have
+        os.kill(os.getpid(), signal.SIGTERM)
+    else:
+        signal.pthread_kill(ident, signal.SIGTERM)
+
+
+#: How long a SIGTERM's Python handler may take to start before the signal is sent again,
+#: and how many times at most the main thread is signalled again, per process.
 _NUDGE_AFTER = 0.5
 _MAX_NUDGES = 40
+_CREDENTIALS = struct.Struct("iII")  # struct ucred: pid, uid, gid
 
 
 class _SigtermWatch:
@@ -524,127 +546,173 @@ class _SigtermWatch:
 
     CPython's C-level handler only marks the signal; the main thread runs the Python
     handler when it next runs bytecode, or when the signal interrupts the call it is
-    blocked in. A signal that comes just before the main thread blocks (between the
-    try-acquire and the wait of a semaphore: where a ``multiprocessing.Pool`` worker
-    waits for its next task) interrupts nothing, and the main thread sleeps on with the
-    handler never run: ``Pool.terminate()`` then waits for that worker forever.
+    blocked in. Two ways it never runs:
 
-    The C handler also writes the signal's number to the wakeup fd. This thread reads it,
-    and while batchlog's handler (the default path: no framework's handler before it)
-    has not started after ``_NUDGE_AFTER`` seconds, it signals the main thread again; the
-    same when the standby's signal, sent once it delivered, goes unanswered. A second call
-    of the handler returns at once, so a nudge that crosses the start costs nothing.
+    - the signal comes just before the main thread blocks (between the try-acquire and
+      the wait of a semaphore: where a ``multiprocessing.Pool`` worker waits for its next
+      task): it interrupts nothing, and the main thread sleeps on;
+    - the signal comes as a forked child starts, before CPython's after-fork code, which
+      forgets the signals marked until then (``Pool.terminate()`` hitting a worker the
+      pool just made).
 
-    Only where no one else set a wakeup fd (an asyncio loop with signal handlers keeps
-    its own, and its main thread runs handlers promptly), with real threads (not under
-    gevent or eventlet, whose hub checks signals regularly), and on POSIX.
+    Either way ``Pool.terminate()`` then waits for that worker forever. The C handler also
+    writes the signal's number to the wakeup fd: here a Unix datagram socket that is told
+    each sender's pid. This thread reads it. A SIGTERM this process took, whose handler
+    (on the default path: no framework's handler before it) has not started after
+    ``_NUDGE_AFTER`` seconds, is sent again to the main thread; the same when the
+    standby's signal, sent once it delivered, goes unanswered. A SIGTERM a forked child
+    took before it left this socket is sent again to that child (through a pidfd, so never
+    to a process that reused its pid). A second call of the handler returns at once, so a
+    signal sent again that crosses the start costs nothing.
+
+    Only where no one else set a wakeup fd, with real threads (not under gevent or
+    eventlet patched first), and on Linux (the sender's pid).
     """
 
-    __slots__ = ("_fds", "_nudges", "_pid", "_thread")
+    __slots__ = ("_main", "_nudges", "_pid", "_sockets", "_thread")
 
     def __init__(self) -> None:
-        self._fds: tuple[int, int] | None = None  # (read, write) of this process's pipe
+        self._sockets: tuple[socket.socket, socket.socket] | None = None  # (read, write)
         self._pid = -1
+        self._main = 0  # the main thread's pthread id, taken on it (gevent may patch later)
         self._nudges = 0
         self._thread: threading.Thread | None = None
 
+    def main_ident(self) -> int | None:
+        """The main thread's real pthread id, if this process watches (else None)."""
+        return self._main if self._pid == os.getpid() else None
+
     def start(self) -> None:
         """Watch in this process (idempotent; call on the main thread)."""
-        if self._pid == os.getpid() or not _CAN_NUDGE:
+        if self._pid == os.getpid() or not _CAN_WATCH:
             return
         self._leave_inherited()
-        if _threads_are_green():
-            return
-        if not threading.main_thread().is_alive():
-            return  # the interpreter is exiting: no thread starts now
-        read, write = os.pipe()
-        os.set_blocking(write, False)  # the C handler must never block writing to it
+        if _threads_are_green() or not threading.main_thread().is_alive():
+            return  # greenlets; or the interpreter is exiting: no thread starts now
+        reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        writer.setblocking(False)  # noqa: FBT003 -- the C handler must never block writing to it
         try:
-            previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+            previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
         except (ValueError, OSError):
             previous = -2  # not allowed here: leave the wakeup fd alone
         if previous != -1:
             if previous >= 0:
                 signal.set_wakeup_fd(previous)  # someone else's: theirs stays
-            os.close(read)
-            os.close(write)
+            reader.close()
+            writer.close()
             return
-        self._fds = (read, write)
+        self._sockets = (reader, writer)
         thread = threading.Thread(
-            target=self._run, args=(read,), name="batchlog-sigterm-watch", daemon=True
+            target=self._run, args=(reader,), name="batchlog-sigterm-watch", daemon=True
         )
         try:
             thread.start()
         except RuntimeError:  # at interpreter shutdown already: nothing can start
             return
         self._thread, self._pid, self._nudges = thread, os.getpid(), 0
+        self._main = threading.get_ident()
 
     def after_fork_in_child(self) -> None:
         """A forked child inherits the wakeup fd but not the thread: watch anew."""
-        if self._fds is None:
-            return
         if signal.getsignal(signal.SIGTERM) is _SIGTERM:
             self.start()
         else:
             self._leave_inherited()
 
     def _leave_inherited(self) -> None:
-        """In a forked child: stop writing to the parent's pipe, and close it here.
+        """In a forked child: stop writing to the parent's socket, and close it here.
 
-        Left in place, a child's SIGTERM would reach the parent's watch, which would
-        signal the parent.
+        Left in place, the parent would take a SIGTERM of this child for one of its own
+        children's early ones, and send it here again.
         """
-        fds, self._fds = self._fds, None
-        if fds is None:
+        sockets, self._sockets = self._sockets, None
+        if sockets is None:
             return
         with contextlib.suppress(ValueError, OSError):
             current = signal.set_wakeup_fd(-1)
-            if current not in (-1, fds[1]):
+            if current not in (-1, sockets[1].fileno()):
                 signal.set_wakeup_fd(current)  # someone else's since: theirs stays
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        for sock in sockets:
+            sock.close()
 
-    def _run(self, read: int) -> None:
-        mark = signal.SIGTERM.to_bytes(1, "little")
+    def _run(self, reader: socket.socket) -> None:
+        space = socket.CMSG_SPACE(_CREDENTIALS.size)
+        own_due: float | None = None  # when to look whether our SIGTERM was answered
+        children: collections.deque[tuple[float, int]] = collections.deque()  # (due, pidfd)
         while True:
+            now = time.monotonic()
+            if own_due is not None and own_due <= now:
+                own_due = None
+                self.nudge_if_unanswered()
+            while children and children[0][0] <= now:
+                _send_again(children.popleft()[1])
+            dues = [due for due in (own_due, children[0][0] if children else None) if due]
+            reader.settimeout(max(0.0, min(dues) - now) if dues else None)
             try:
-                data = _read(read, 512)
+                data, ancillary, _, _ = reader.recvmsg(1, space)
+            except socket.timeout:
+                continue
             except OSError:
                 return  # closed
-            if not data:
-                return
-            if mark in data:
-                _sleep(_NUDGE_AFTER)  # this thread's own grace; nothing waits on it
-                self.nudge_if_unanswered()
+            if not data or data[0] != signal.SIGTERM:
+                continue  # another signal (each signal is a datagram of one byte)
+            sender = _sender_pid(ancillary)
+            if sender == os.getpid():
+                if own_due is None:
+                    own_due = time.monotonic() + _NUDGE_AFTER
+            elif sender is not None and self._answers_for_children():
+                with contextlib.suppress(OSError):  # gone already: it was answered
+                    # Opened now: a pid reused later is never signalled.
+                    children.append((time.monotonic() + _NUDGE_AFTER, os.pidfd_open(sender)))
 
     def nudge_if_unanswered(self) -> bool:
         """Signal the main thread again if a SIGTERM it was sent has not been handled."""
         current: object = signal.getsignal(signal.SIGTERM)
         if current is not _SIGTERM or self._nudges >= _MAX_NUDGES:
             return False  # not ours any more: whoever took SIGTERM decides
-        if not _SIGTERM.unanswered():
-            return False
-        main = threading.main_thread()
-        if not main.is_alive() or main.ident is None:
+        if not _SIGTERM.unanswered() or not threading.main_thread().is_alive():
             return False
         self._nudges += 1
         try:
-            signal.pthread_kill(main.ident, signal.SIGTERM)
+            signal.pthread_kill(self._main, signal.SIGTERM)
         except OSError:
             return False
         return True
 
+    @staticmethod
+    def _answers_for_children() -> bool:
+        """Whether a SIGTERM a child took early is ours to send again (see the class)."""
+        current: object = signal.getsignal(signal.SIGTERM)
+        return current is _SIGTERM and _SIGTERM.previous != signal.SIG_IGN
 
-#: Taken at import: gevent or eventlet, patching later, must not turn this real thread's
-#: read and sleep into a hub's.
-_read = os.read
-_sleep = time.sleep
-_CAN_NUDGE = (
-    os.name == "posix"
+
+def _send_again(pidfd: int) -> None:
+    """Send SIGTERM again to a child that took one before it left our socket."""
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+    except OSError:
+        pass  # ended meanwhile: it was answered
+    finally:
+        os.close(pidfd)
+
+
+def _sender_pid(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The pid in a datagram's SCM_CREDENTIALS, if the kernel attached them."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            pid, _, _ = _CREDENTIALS.unpack(data[: _CREDENTIALS.size])
+            return int(pid)
+    return None
+
+
+_CAN_WATCH = (
+    sys.platform.startswith("linux")
+    and hasattr(socket, "SO_PASSCRED")
+    and hasattr(socket, "SCM_CREDENTIALS")
+    and hasattr(os, "pidfd_open")
+    and hasattr(signal, "pidfd_send_signal")
     and hasattr(signal, "pthread_kill")
-    and hasattr(signal, "set_wakeup_fd")
-    and hasattr(os, "set_blocking")
 )
 _WATCH = _SigtermWatch()
 _watch_forks_hooked = False
@@ -674,7 +742,7 @@ def _landed_in_locking_code(frame: Any) -> bool:
     return False
 
 
-def deliver_on_sigterm() -> None:
+def deliver_on_sigterm(*, watch: bool = True) -> None:
     """Make SIGTERM deliver every writer's records before the process ends.
 
     Off by default: a library does not take signals uninvited. Turn it on where SIGTERM
@@ -690,19 +758,29 @@ def deliver_on_sigterm() -> None:
     records are sent on their way, then that handler runs and decides (a framework's
     graceful shutdown then delivers the rest at exit). A framework that installs its own
     handler and later restores this one (uvicorn) reaches it when it re-raises SIGTERM.
-    Where no wakeup fd is set, it sets one and starts a thread that signals the main
-    thread again if a SIGTERM came but the handler has not started (the signal arrived
-    just before the main thread blocked in a semaphore: a ``Pool`` worker). Idempotent. ``BatchingHandler(deliver_on_sigterm=True)`` calls it.
+    Idempotent. ``BatchingHandler(deliver_on_sigterm=True)`` calls it.
+
+    Args:
+        watch: On Linux, where no wakeup fd is set, set one (``signal.set_wakeup_fd``)
+            and start a thread, ``batchlog-sigterm-watch``, that sends a SIGTERM again
+            when Python took it but its handler never started: one arriving just before
+            the main thread blocks in a semaphore (a ``Pool`` worker waiting for a task),
+            or as a forked child starts. Pass False where something else needs the wakeup
+            fd to be unset (trio warns when it finds one set).
 
     Raises:
-        ValueError: Not called from the main thread (only it can install signal handlers).
+        ValueError: Not called from the main thread (only it can install signal
+            handlers).
+        TypeError: ``watch`` is not a bool.
 
     .. versionadded:: 0.2.0
     """
-    if threading.current_thread() is not threading.main_thread():
+    watch = check_bool("watch", watch)
+    try:
+        _SIGTERM.install(watch=watch)
+    except ValueError as exc:  # signal.signal: not Python's main thread
         msg = (
             "deliver_on_sigterm() must be called from the main thread (Python installs "
             f"signal handlers only there), not from {threading.current_thread().name!r}"
         )
-        raise ValueError(msg)
-    _SIGTERM.install()
+        raise ValueError(msg) from exc

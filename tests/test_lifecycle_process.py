@@ -67,6 +67,7 @@ def start_script(body: str, out: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        start_new_session=True,  # its own group: a hung script is killed with its children
     )
 
 
@@ -96,11 +97,21 @@ def sigterm_ends_it(process: subprocess.Popen[str]) -> None:
     assert (status, stderr) == (-signal.SIGTERM, "")
 
 
+def communicate_or_kill(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """Wait for the child's end; one that hangs is killed (not left behind) and fails."""
+    try:
+        return process.communicate(timeout=SCRIPT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # its forked children hold the pipes too
+        process.communicate()
+        raise
+
+
 def run_logging_script(body: str, out: Path) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run LOGGING_PRELUDE + ``body`` to its end; return the result and seconds taken."""
     process = start_script(body, out)
     started = time.monotonic()
-    stdout, stderr = process.communicate(timeout=SCRIPT_TIMEOUT)
+    stdout, stderr = communicate_or_kill(process)
     result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     return result, time.monotonic() - started
 
@@ -555,7 +566,7 @@ def test_a_sigterm_that_did_not_interrupt_the_main_threads_wait_still_delivers(t
         """,
         tmp_path,
     )
-    _, stderr = process.communicate(timeout=SCRIPT_TIMEOUT)
+    _, stderr = communicate_or_kill(process)
     assert (process.returncode, stderr) == (-signal.SIGTERM, "")
     assert list(range(150)) == records_of(tmp_path)
 
@@ -591,7 +602,7 @@ def test_a_lost_interrupt_after_the_standby_delivered_still_ends_the_process(tmp
         """,
         tmp_path,
     )
-    _, stderr = process.communicate(timeout=SCRIPT_TIMEOUT)
+    _, stderr = communicate_or_kill(process)
     assert (process.returncode, stderr) == (-signal.SIGTERM, "")
     assert list(range(150)) == records_of(tmp_path)
 
@@ -640,3 +651,147 @@ def test_a_forked_child_never_writes_to_its_parents_watch(tmp_path, replace_in_p
     else:
         assert child is not None
         assert child_watching is True
+
+
+@needs_fork
+@needs_futex_view
+def test_a_sigterm_a_forked_child_took_before_its_hooks_is_sent_to_it_again(tmp_path):
+    """A SIGTERM that reaches a child as it starts, before CPython's after-fork code, is
+    marked and then forgotten there, its byte written to the parent's socket: the parent
+    must not take it for its own (it would end itself), and sends it to the child again,
+    whose handler then delivers. The first after-fork hook stands for that moment."""
+    result, _ = run_logging_script(
+        """
+        def lose_a_sigterm_in_the_child():
+            # Python's C handler marks it and writes its byte to the inherited wakeup fd;
+            # the no-op then takes the mark, as CPython's after-fork reset would.
+            previous = signal.signal(signal.SIGTERM, lambda *args: None)
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+            signal.signal(signal.SIGTERM, previous)
+
+        os.register_at_fork(after_in_child=lose_a_sigterm_in_the_child)  # before batchlog's
+        writer = BatchWriter(1000, 60.0, file_sink)
+        batchlog.deliver_on_sigterm()
+        writer.add("parent")
+        pid = os.fork()
+        if pid == 0:
+            for i in range(20):
+                writer.add(i)
+            threading.Event().wait()  # only the SIGTERM sent again ends it
+            os._exit(4)
+        _, status = os.waitpid(pid, 0)
+        write_json("child.json", os.WTERMSIG(status) if os.WIFSIGNALED(status) else -1)
+        """,
+        tmp_path,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads((tmp_path / "child.json").read_text()) == signal.SIGTERM
+    delivered = sorted(
+        ([record for record, _ in pairs] for pairs in deliveries(tmp_path).values()), key=len
+    )
+    assert delivered == [["parent"], list(range(20))]
+
+
+def test_watch_false_leaves_the_wakeup_fd_alone(tmp_path):
+    """deliver_on_sigterm(watch=False): the handler, but no wakeup fd and no thread."""
+    result, _ = run_logging_script(
+        """
+        batchlog.deliver_on_sigterm(watch=False)
+        fd = signal.set_wakeup_fd(-1)
+        watching = any(t.name == "batchlog-sigterm-watch" for t in threading.enumerate())
+        write_json("state.json", [fd, watching, signal.getsignal(signal.SIGTERM) is not None])
+        """,
+        tmp_path,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads((tmp_path / "state.json").read_text()) == [-1, False, True]
+
+
+def test_deliver_on_sigterm_watch_must_be_a_bool():
+    with pytest.raises(TypeError, match="watch must be True or False, not 'yes'"):
+        batchlog.deliver_on_sigterm(watch="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the watch is Linux-only")
+def test_a_forkserver_worker_with_a_preloaded_handler_still_watches(tmp_path):
+    """The fork server imports the app (which turns the handler on) and then takes the
+    wakeup fd for itself; its children clear it. The initializer's call must still
+    start the worker's watch, though the handler is in place already."""
+    (tmp_path / "preloaded_app.py").write_text(
+        textwrap.dedent(
+            """
+            import signal, threading
+            import batchlog
+
+            batchlog.deliver_on_sigterm()
+
+            def state(_):
+                fd = signal.set_wakeup_fd(-1)
+                signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+                names = [t.name for t in threading.enumerate()]
+                return [fd >= 0, "batchlog-sigterm-watch" in names]
+            """
+        ),
+        encoding="utf-8",
+    )
+    result, _ = run_logging_script(
+        f"""
+        import multiprocessing
+        sys.path.insert(0, {str(tmp_path)!r})
+        os.environ["PYTHONPATH"] = os.pathsep.join([{str(tmp_path)!r}, *sys.path])
+        import preloaded_app
+
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["preloaded_app"])
+        with context.Pool(1, initializer=batchlog.deliver_on_sigterm) as pool:
+            write_json("worker.json", pool.map(preloaded_app.state, [0]))
+        """,
+        tmp_path,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads((tmp_path / "worker.json").read_text()) == [[True, True]]
+
+
+def test_the_watch_signals_the_real_main_thread_after_gevent_patches(tmp_path):
+    """Patched after the handler, ``threading.main_thread().ident`` names the main
+    greenlet, not a thread: signalling it would be undefined. The watch and the standby
+    signal the main thread by the id taken on it before the patching."""
+    pytest.importorskip("gevent")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the watch is Linux-only")
+    result, _ = run_logging_script(
+        """
+        import gevent.monkey
+        from batchlog import _lifecycle
+
+        batchlog.deliver_on_sigterm()
+        real = threading.get_ident()
+        gevent.monkey.patch_all()
+        write_json("ids.json", [
+            _lifecycle._WATCH.main_ident() == real,
+            threading.main_thread().ident == real,
+        ])
+        """,
+        tmp_path,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads((tmp_path / "ids.json").read_text()) == [True, False]
+
+
+def test_deliver_on_sigterm_can_be_called_under_eventlet(tmp_path):
+    """eventlet's patched threading gives the main thread another object: the check that
+    it is Python's main thread is signal.signal's own, so the call works there."""
+    pytest.importorskip("eventlet")
+    result, _ = run_logging_script(
+        """
+        import warnings
+        warnings.simplefilter("ignore")  # eventlet's own deprecation warning
+        import eventlet
+        eventlet.monkey_patch()
+        batchlog.deliver_on_sigterm()
+        write_json("installed.json", type(signal.getsignal(signal.SIGTERM)).__name__)
+        """,
+        tmp_path,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads((tmp_path / "installed.json").read_text()) == "_SigtermHandler"
