@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+import types
 from typing import TYPE_CHECKING, Callable, Generic, TypeVar
 
 from . import _lifecycle
@@ -314,7 +315,7 @@ class Worker(Generic[T]):
         started = clock.now()
         self.sink_running = True
         try:
-            self.flush_fn(batch)
+            _refuse_awaitable(self.flush_fn(batch), size)
         except BaseException as exc:  # noqa: BLE001 -- a failing sink must not kill the worker
             failure = exc
         finally:
@@ -627,3 +628,22 @@ class Worker(Generic[T]):
             _lifecycle.forget(self)  # nothing left to do in the child
         else:
             _lifecycle.track(self)
+
+
+def _refuse_awaitable(result: object, size: int) -> None:
+    """Raise TypeError if the sink returned an awaitable: nothing was delivered then.
+
+    An ``async def`` sink returns a coroutine without running it; counting its batch as
+    processed would lose every record silently. The coroutine is closed, so Python does not
+    warn that it was never awaited on top of the error that says why.
+    """
+    if result is None or not hasattr(type(result), "__await__"):
+        return
+    if isinstance(result, types.CoroutineType):
+        result.close()
+    msg = (
+        f"the sink returned {type(result).__name__} {result!r} instead of delivering: "
+        f"batchlog does not await a sink's result, so these {size} records were not "
+        "delivered; give a plain (not async) callable"
+    )
+    raise TypeError(msg)

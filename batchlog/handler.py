@@ -267,12 +267,12 @@ class _Delivery:
             if self.owns_sink:
                 _close_sink(self.sink)
 
-    def __call__(self, batch: list[logging.LogRecord]) -> None:
+    def __call__(self, batch: list[logging.LogRecord]) -> object:
         _render_exceptions(batch)
         if self.formatter is None:
-            self.sink(batch)  # stable as they are: merged (or copied) at emit
-            return
-        self.sink([self._formatted_copy(record) for record in batch])
+            return self.sink(batch)  # stable as they are: merged (or copied) at emit
+        # What the sink returns goes back to the writer, which refuses an awaitable.
+        return self.sink([self._formatted_copy(record) for record in batch])
 
     def _formatted_copy(self, record: logging.LogRecord) -> logging.LogRecord:
         """Return a copy of ``record`` carrying ``formatted``; the original is untouched."""
