@@ -170,7 +170,9 @@ def test_writer_counts_a_dead_lettered_batch_as_processed(dead_letter_path, make
 
 def test_dead_letter_failure_raises_the_primary_error(tmp_path, make_sink):
     """If the dead-letter file cannot be written either, the primary's error is raised."""
-    sink = make_sink(FailingSink(), tmp_path)  # a directory: cannot be opened for writing
+    path = tmp_path / "dead.jsonl"
+    sink = make_sink(FailingSink(), path)
+    path.mkdir()  # a directory now: cannot be opened for writing
     with pytest.raises(ConnectionError, match="unreachable"):
         sink([log_record()])
     assert (
@@ -186,9 +188,11 @@ def test_dead_letter_failure_raises_the_primary_error(tmp_path, make_sink):
 
 def test_writer_counts_a_batch_lost_twice_as_failed(tmp_path, make_sink, make_writer):
     """When both primary and dead-letter fail, the writer counts the batch as failed."""
+    path = tmp_path / "dead.jsonl"
     writer = make_writer(
-        make_sink(FailingSink(), tmp_path), capacity=10, on_error=lambda exc, batch: None
+        make_sink(FailingSink(), path), capacity=10, on_error=lambda exc, batch: None
     )
+    path.mkdir()  # a directory now: the dead letters cannot be written either
     writer.add(log_record())
     writer.add(log_record())
     assert writer.flush(timeout=10)
@@ -354,7 +358,10 @@ def test_cli_remove_deletes_the_file_after_delivery(dead_letter_path, tmp_path, 
 def test_cli_sink_failure_is_one_line_and_exit_1(dead_letter_path, tmp_path, capsys):
     """A sink that fails while replaying gives exit code 1, one line, and keeps the file."""
     write_dead_letter(dead_letter_path, [[log_record()]])
-    code = main(["replay", str(dead_letter_path), "--sink", f"sqlite:{tmp_path}", "--remove"])
+    database = tmp_path / "other.sqlite3"
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        connection.execute("CREATE TABLE logs (unrelated TEXT)")  # every insert fails
+    code = main(["replay", str(dead_letter_path), "--sink", f"sqlite:{database}", "--remove"])
     error = capsys.readouterr().err
     assert (code, len(error.splitlines()), dead_letter_path.exists()) == (1, 1, True)
     assert "OperationalError" in error

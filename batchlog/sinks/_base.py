@@ -25,7 +25,7 @@ from typing import Any
 
 from .._report import write_line
 
-__all__ = ["SinkBase", "keep_until_exit"]
+__all__ = ["SinkBase", "check_file_path", "keep_until_exit"]
 
 # Guards the set of live sinks and the making of each sink's lock. Held for microseconds,
 # never while a sink works, so a lock of the real threading module suits gevent too.
@@ -219,3 +219,29 @@ class SinkBase:
 
         ``busy``: a thread of the parent held the sink's lock at the fork.
         """
+
+
+def check_file_path(path: str, *, what: str = "path") -> None:
+    """Refuse now a file path a sink could never open, naming it (not at the first batch).
+
+    Raises:
+        IsADirectoryError: ``path`` is a directory.
+        FileNotFoundError: the directory ``path`` would be in does not exist.
+        NotADirectoryError: what should be that directory is a file.
+        PermissionError: ``path`` (or, if it does not exist yet, its directory) is not
+            writable by this process.
+    """
+    if os.path.isdir(path):
+        msg = f"{what} {path!r} is a directory; the sink needs a file path"
+        raise IsADirectoryError(msg)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.exists(directory):
+        msg = f"{what} {path!r}: its directory {directory!r} does not exist"
+        raise FileNotFoundError(msg)
+    if not os.path.isdir(directory):
+        msg = f"{what} {path!r}: {directory!r} is not a directory"
+        raise NotADirectoryError(msg)
+    target = path if os.path.exists(path) else directory
+    if not os.access(target, os.W_OK):
+        msg = f"{what} {path!r}: {target!r} is not writable by this process"
+        raise PermissionError(msg)

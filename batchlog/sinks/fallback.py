@@ -28,7 +28,7 @@ from .._sinkspec import resolve_sink
 from .._types import AnyRecord, Sink
 from .._validate import check_int
 from ..metrics import MetricField
-from ._base import SinkBase
+from ._base import SinkBase, check_file_path
 from ._encode import FIELDS, encode_record, rfc3339
 from .jsonl import JsonLinesSink, StrPath
 
@@ -176,6 +176,9 @@ class FallbackSink(SinkBase):
         logger: logging.Logger | str | None = None,
     ) -> None:
         self.primary: Sink = resolve_sink(primary, what="primary")
+        if isinstance(dead_letter_path, (str, os.PathLike)):
+            # Now, not during the very outage the dead letters are for.
+            check_file_path(os.fspath(dead_letter_path), what="dead_letter_path")
         self.dead_letter = JsonLinesSink(dead_letter_path, fsync=fsync)
         if isinstance(logger, str):
             logger = logging.getLogger(logger)

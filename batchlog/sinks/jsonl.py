@@ -9,7 +9,7 @@ from typing import Any, Union
 
 from .._types import AnyRecord
 from .._validate import check_bool
-from ._base import SinkBase
+from ._base import SinkBase, check_file_path
 from ._encode import encode_record, to_json
 
 __all__ = ["JsonLinesSink", "StrPath"]
@@ -67,6 +67,7 @@ class JsonLinesSink(SinkBase):
         self.fsync = check_bool("fsync", fsync)
         codecs.lookup(encoding)  # LookupError now, not on the first batch
         self.path: str = os.fspath(path)
+        check_file_path(self.path)
         self.encoding = encoding
         self._descriptor: int | None = None
         super().__init__()

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._types import AnyRecord
 from .._validate import check_choice, check_pattern, check_seconds
-from ._base import SinkBase, keep_until_exit
+from ._base import SinkBase, check_file_path, keep_until_exit
 from ._encode import FIELDS, encode_record, to_json
 from .jsonl import StrPath
 
@@ -230,6 +230,8 @@ class SQLiteSink(SinkBase):
         self.busy_timeout = check_seconds("busy_timeout", busy_timeout)
         self.synchronous = check_choice("synchronous", synchronous, _SYNCHRONOUS)
         self.path: str = os.fspath(path)
+        if self.path not in _IN_MEMORY:
+            check_file_path(self.path)
         columns = ", ".join(FIELDS)
         placeholders = ", ".join("?" * len(FIELDS))
         # The table name passed _check_table: an identifier, never configuration-made SQL.
