@@ -10,7 +10,9 @@ Every sink stores the same fields, so a reader of one store can read any other::
     extra         every other field (``extra=`` of a LogRecord, other event-dict keys)
 
 Every field but ``extra`` holds a string, an integer or None; ``extra`` is a dict of JSON
-values. A value that JSON cannot hold is rendered with ``repr``; encoding never raises.
+values. A value that JSON cannot hold is rendered with ``repr``; an integer too long for
+Python to write in decimal (over ``sys.get_int_max_str_digits()`` digits, 4,300 by
+default) becomes its hex string, ``"0x..."``; encoding never raises.
 
 structlog event dicts: ``event`` is the message; ``level``, ``logger`` (or
 ``logger_name``), ``timestamp`` (epoch seconds, a datetime, or an ISO 8601 string, which is
@@ -169,8 +171,10 @@ def _jsonable(value: Any, depth: int = 0, path: frozenset[int] = frozenset()) ->
     ``path`` holds the ids of the containers being encoded, so a cycle becomes a marker
     instead of endless recursion.
     """
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, (str, bool)):
         result: Any = value
+    elif isinstance(value, int):
+        result = value if _INT64[0] <= value <= _INT64[1] else _big_int(value)
     elif isinstance(value, float):
         result = value if math.isfinite(value) else repr(value)
     elif isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
@@ -182,6 +186,20 @@ def _jsonable(value: Any, depth: int = 0, path: frozenset[int] = frozenset()) ->
     else:
         result = _jsonable_container(value, depth, path | {id(value)})
     return result
+
+
+def _big_int(value: int) -> int | str:
+    """``value`` if Python can write it in decimal, else its hex string (``"0x..."``).
+
+    Python refuses to convert an int of more digits than ``sys.get_int_max_str_digits()``
+    (4,300 by default) to decimal, so JSON cannot hold it; hex has no such limit and
+    loses nothing.
+    """
+    try:
+        int.__repr__(value)
+    except ValueError:
+        return hex(value)
+    return value
 
 
 def _jsonable_container(value: Any, depth: int, path: frozenset[int]) -> Any:
