@@ -9,6 +9,7 @@ from ._lifecycle import deliver_on_sigterm
 from .errors import (
     BatchlogError,
     CapacityTooSmallError,
+    FailedRecordsError,
     InvalidFlushIntervalError,
     InvalidQueueSizeError,
     MissingFlushFunctionError,
@@ -29,6 +30,7 @@ __all__ = [
     "BatchingProcessor",
     "BatchlogError",
     "CapacityTooSmallError",
+    "FailedRecordsError",
     "InvalidFlushIntervalError",
     "InvalidQueueSizeError",
     "Metrics",

@@ -25,6 +25,7 @@ from ._intake import Intake
 from ._report import StderrReporter
 from ._requests import Request, Requests, expire_soon
 from ._sync import Wakeup
+from .errors import FailedRecordsError
 
 if TYPE_CHECKING:
     import logging
@@ -321,20 +322,23 @@ class Worker(Generic[T]):
         finally:
             self.sink_running = False
         duration = clock.now() - started
+        failed_records = batch if failure is None else _failed_part(failure, batch)
         with self._counts_lock:
             self.intake.in_flight = 0
             self._flush_count += 1
             if failure is None:
                 self._processed += size
             else:
-                self._failed += size
+                failed = len(failed_records)
+                self._processed += size - failed
+                self._failed += failed
                 self._flush_errors += 1
             self._last_duration = duration
             self._total_duration += duration
             self._max_duration = max(duration, self._max_duration)
         try:
             if failure is not None:
-                self._report_failure(failure, batch)
+                self._report_failure(failure, failed_records, size)
         finally:
             if self._clear_buffers:
                 batch.clear()
@@ -355,18 +359,22 @@ class Worker(Generic[T]):
 
     # ------------------------------------------------------------------ reporting
 
-    def _report_failure(self, failure: BaseException, batch: list[T]) -> None:
+    def _report_failure(self, failure: BaseException, failed: list[T], size: int) -> None:
+        """Hand the failed records to ``on_error``, or report them (of a batch of ``size``)."""
         on_error = self.on_error
         if on_error is not None and isinstance(failure, Exception):
             try:
-                on_error(failure, batch)
+                on_error(failure, failed)
             except BaseException as error_handler_failure:  # noqa: BLE001 -- reported
                 self.report(
-                    f"on_error raised while handling a failed batch of {len(batch)} records",
+                    f"on_error raised while handling a failed batch of {len(failed)} records",
                     error_handler_failure,
                 )
             return
-        self.report(f"flush_fn raised on a batch of {len(batch)} records", failure)
+        if len(failed) == size:
+            self.report(f"flush_fn raised on a batch of {size} records", failure)
+        else:
+            self.report(f"flush_fn failed {len(failed)} of the {size} records of a batch", failure)
 
     def report(self, message: str, failure: BaseException | None = None) -> None:
         """Report ``message`` to ``logger`` if set, else (or if it fails) to stderr.
@@ -647,3 +655,13 @@ def _refuse_awaitable(result: object, size: int) -> None:
         "delivered; give a plain (not async) callable"
     )
     raise TypeError(msg)
+
+
+def _failed_part(failure: BaseException, batch: list[T]) -> list[T]:
+    """The records of ``batch`` that ``failure`` says failed: all, unless it says which."""
+    if not isinstance(failure, FailedRecordsError):
+        return batch
+    records = failure.records
+    if records is None or len(records) > len(batch):
+        return batch
+    return records  # type: ignore[return-value]  # the sink's word: items of the batch

@@ -9,7 +9,8 @@ built-in exception a Python user would expect, so ``except ValueError`` keeps wo
     ├── InvalidQueueSizeError      (also ValueError)   max_queue_size < capacity
     ├── MissingFlushFunctionError  (also TypeError)    flush_fn None or not callable
     ├── WriterClosedError          (also RuntimeError) add after close()
-    └── QueueFullError             (also TimeoutError) add(timeout=...) expired
+    ├── QueueFullError             (also TimeoutError) add(timeout=...) expired
+    └── FailedRecordsError                             a sink says which records failed
 
 .. versionadded:: 0.1.0
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 __all__ = [
     "BatchlogError",
     "CapacityTooSmallError",
+    "FailedRecordsError",
     "InvalidFlushIntervalError",
     "InvalidQueueSizeError",
     "MissingFlushFunctionError",
@@ -56,3 +58,42 @@ class QueueFullError(BatchlogError, TimeoutError):
 
     The record was counted as dropped.
     """
+
+
+class FailedRecordsError(BatchlogError):
+    """Raised by a sink that delivered part of a batch: these records were not delivered.
+
+    The writer counts ``records`` as failed and the rest of the batch as processed, and
+    ``on_error`` receives only ``records``; ``batchlog.sinks.FallbackSink`` dead-letters
+    only them. Any other exception from a sink fails the whole batch::
+
+        def sink(batch):
+            failed = [record for record in batch if not store(record)]
+            if failed:
+                raise FailedRecordsError(failed, cause=StoreError("refused"))
+
+    Attributes:
+        records: The records of the batch that were not delivered, or None for all of
+            them. More records than the batch holds count as the whole batch.
+        cause: Why, if known (also the ``__cause__`` when raised ``from`` it).
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(
+        self,
+        records: list[object] | None,
+        cause: BaseException | None = None,
+        message: str | None = None,
+    ) -> None:
+        if records is not None and not isinstance(records, list):
+            msg = f"records must be a list (or None for the whole batch), not {records!r}"
+            raise TypeError(msg)
+        if message is None:
+            count = "every record" if records is None else f"{len(records)} record(s)"
+            message = f"{count} of the batch not delivered" + (
+                f": {cause!r}" if cause is not None else ""
+            )
+        super().__init__(message)
+        self.records = records
+        self.cause = cause

@@ -23,8 +23,8 @@ from typing import Any, Callable
 
 import pytest
 
-from batchlog import BatchlogError
-from batchlog.sinks import HTTPSink
+from batchlog import BatchlogError, BatchWriter, FailedRecordsError
+from batchlog.sinks import FallbackSink, HTTPSink, replay
 from batchlog.sinks.http import DeliveryError, retry_after_seconds
 
 TOKEN = "s3cr3t-t0ken-value"  # noqa: S105 -- a fake token the tests look for
@@ -470,6 +470,40 @@ def test_failed_part_reports_what_was_not_delivered(
     assert caught.value.undelivered == batch[sent:]
     assert len(server.requests) == 2  # nothing after the failed part
     assert f"the first {sent} records" in str(caught.value)
+
+
+def test_a_split_batch_fails_only_its_undelivered_part(
+    server: Server, make_sink: Callable[..., HTTPSink], tmp_path: Path
+) -> None:
+    """DeliveryError is a FailedRecordsError naming the undelivered records: the writer
+    counts only those failed, and a FallbackSink dead-letters only those, so a replay
+    sends none of the delivered ones again."""
+    server.answer(200, 400, 200)
+    batch = events(4, size=200)
+    fallback = FallbackSink(make_sink(server.url(), max_body_bytes=700), tmp_path / "dead.jsonl")
+    fallback(batch)
+    sent = len(server.lines(0))
+    assert 0 < sent < len(batch)
+    dead = [
+        json.loads(line)["record"] for line in (tmp_path / "dead.jsonl").read_text().splitlines()
+    ]
+    assert [record["message"] for record in dead] == [e["event"] for e in batch[sent:]]
+    replay(tmp_path / "dead.jsonl", make_sink(server.url()))
+    delivered = server.lines(0) + server.lines(2)
+    assert sorted(line["message"] for line in delivered) == sorted(e["event"] for e in batch)
+
+    server.answer(200, 400)
+    errors: list[list[object]] = []
+    writer = BatchWriter(
+        4, 60.0, make_sink(server.url(), max_body_bytes=700), on_error=lambda e, b: errors.append(b)
+    )
+    for record in events(4, size=200):
+        writer.add(record)
+    writer.close(timeout=30)
+    failed = writer.metrics.records_failed
+    assert 0 < failed < 4
+    assert (writer.metrics.records_processed, len(errors[0])) == (4 - failed, failed)
+    assert isinstance(DeliveryError("x"), FailedRecordsError)
 
 
 # --------------------------------------------------------------------------- secrets

@@ -27,6 +27,7 @@ from .._report import StderrReporter
 from .._sinkspec import resolve_sink
 from .._types import AnyRecord, Sink
 from .._validate import check_int
+from ..errors import FailedRecordsError
 from ..metrics import MetricField
 from ._base import SinkBase, check_file_path
 from ._encode import FIELDS, encode_record, rfc3339
@@ -250,6 +251,12 @@ class FallbackSink(SinkBase):
         self._check_open()
         try:
             self.primary(batch)
+        except FailedRecordsError as partial:  # the primary says which: only those
+            self._count(primary_failures=1)
+            failed: Any = partial.records
+            if failed is None or len(failed) > len(batch):
+                failed = batch  # as the writer counts it: the whole batch
+            self._dead_letter(failed, partial)
         except Exception as primary_failure:  # noqa: BLE001 -- any failure: dead-letter it
             self._count(primary_failures=1)
             self._dead_letter(batch, primary_failure)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from .._validate import check_bool, check_int, check_seconds
-from ..errors import BatchlogError
+from ..errors import FailedRecordsError
 from ._base import SinkBase
 from ._encode import encode_record
 from ._http_encoders import Encoder, make_encoder
@@ -44,7 +44,7 @@ _SHORTEST_SECRET = 4  # shorter values ("1", "no") would redact ordinary words
 _INSTALL_HINT = "HTTPSink needs httpx and tenacity: pip install 'batchlog[http]'"
 
 
-class DeliveryError(BatchlogError):
+class DeliveryError(FailedRecordsError):
     """A batch, or part of it, could not be delivered; retries (if allowed) are spent.
 
     Raised by ``HTTPSink``, so the writer counts the batch as failed and a
@@ -62,7 +62,9 @@ class DeliveryError(BatchlogError):
         records_sent: Records of the batch delivered before the failed request (a batch
             larger than ``max_body_bytes`` goes out in several requests, in order).
         undelivered: The records of the batch not delivered: the failed request's and
-            every later one's (a later request is not attempted after a failure).
+            every later one's (a later request is not attempted after a failure). Also
+            ``records``: a ``batchlog.FailedRecordsError``, so the writer counts only
+            these as failed and a ``FallbackSink`` dead-letters only these.
 
     .. versionadded:: 0.1.0
     """
@@ -77,7 +79,7 @@ class DeliveryError(BatchlogError):
         retryable: bool = False,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(reason)
+        super().__init__(None, message=reason)  # every record, until the sink says which
         self.reason = reason
         self.url = url
         self.status = status
@@ -386,6 +388,7 @@ class HTTPSink(SinkBase):
                 except DeliveryError as exc:
                     exc.records_sent = start
                     exc.undelivered = list(batch[start:])
+                    exc.records = exc.undelivered  # the writer counts only these failed
                     raise
 
     def _current_client(self) -> httpx.Client:

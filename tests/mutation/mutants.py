@@ -288,8 +288,8 @@ MUTANTS: list[Mutant] = [
         "I33",
         INTAKE,
         "_give_back: keeps one slot too many in the deque",
-        "_KEEP_FREE - len(self._slots)",
-        "_KEEP_FREE + 1 - len(self._slots)",
+        "min(count, max(0, _KEEP_FREE - len(self._slots)))",
+        "min(count, max(0, _KEEP_FREE + 1 - len(self._slots)))",
     ),
     Mutant(
         "I34",
@@ -555,19 +555,21 @@ MUTANTS: list[Mutant] = [
         "_deliver: processed and failed swapped",
         "                self._processed += size\n"
         "            else:\n"
-        "                self._failed += size\n",
+        "                failed = len(failed_records)\n"
+        "                self._processed += size - failed\n"
+        "                self._failed += failed\n",
         "                self._failed += size\n"
         "            else:\n"
-        "                self._processed += size\n",
+        "                failed = len(failed_records)\n"
+        "                self._failed += size - failed\n"
+        "                self._processed += failed\n",
     ),
     Mutant(
         "W17",
         WORKER,
         "_deliver: a failure is reported but its records not counted as failed",
-        "            else:\n"
-        "                self._failed += size\n"
+        "                self._failed += failed\n                self._flush_errors += 1\n",
         "                self._flush_errors += 1\n",
-        "            else:\n                self._flush_errors += 1\n",
     ),
     Mutant(
         "W18",
@@ -639,14 +641,14 @@ MUTANTS: list[Mutant] = [
         WORKER,
         "on_error exceptions not guarded at all",
         "            try:\n"
-        "                on_error(failure, batch)\n"
+        "                on_error(failure, failed)\n"
         "            except BaseException as error_handler_failure:  # noqa: BLE001 -- reported\n"
         "                self.report(\n"
-        '                    f"on_error raised while handling a failed batch of {len(batch)} '
+        '                    f"on_error raised while handling a failed batch of {len(failed)} '
         'records",\n'
         "                    error_handler_failure,\n"
         "                )\n",
-        "            on_error(failure, batch)\n",
+        "            on_error(failure, failed)\n",
     ),
     Mutant(
         "W28",
@@ -793,8 +795,8 @@ MUTANTS: list[Mutant] = [
         "await_request: the worker is not woken for a flush",
         "        if self.running():\n"
         "            self._wake_event.set()\n"
-        "            return request.wait(timeout)",
-        "        if self.running():\n            return request.wait(timeout)",
+        "        elif timeout is None",
+        "        if self.running():\n            pass\n        elif timeout is None",
     ),
     Mutant(
         "W47",
@@ -816,10 +818,8 @@ MUTANTS: list[Mutant] = [
         "W49",
         WORKER,
         "wake without a thread: nothing is delivered on the calling thread",
-        "            if not self.on_sink_thread():\n"
-        "                self.requests.flush()\n"
-        "                self.drain_inline()\n",
-        "            pass\n",
+        "                self.drain_here()\n            return\n        self._wake_event.set()",
+        "                pass\n            return\n        self._wake_event.set()",
     ),
     # ------------------------------------------------------------------ requests
     Mutant(
