@@ -408,6 +408,40 @@ def test_bulk_errors_in_a_200_answer_fail_the_batch(
     assert len(server.requests) == 1
 
 
+def test_bulk_item_refusals_fail_only_those_records(
+    server: Server, make_sink: Callable[..., HTTPSink], tmp_path: Path
+) -> None:
+    """_bulk took 19 of 20 documents and refused one: only that record failed, only it is
+    dead-lettered, and a replay sends it alone (the issue saw 19 of 20 duplicated)."""
+    items = [{"create": {"status": 201}} for _ in range(20)]
+    items[7] = {"create": {"status": 400, "error": {"type": "mapper_parsing_exception"}}}
+    server.answer(Reply(200, body=json.dumps({"errors": True, "items": items}).encode()))
+    batch = events(20)
+    sink = make_sink(server.url("/_bulk"), encoder="elasticsearch")
+    with pytest.raises(DeliveryError) as caught:
+        sink(batch)
+    assert (caught.value.records, caught.value.records_sent) == ([batch[7]], 19)
+
+    server.answer(Reply(200, body=json.dumps({"errors": True, "items": items}).encode()))
+    dead = tmp_path / "dead.jsonl"
+    FallbackSink(sink, dead)(batch)
+    lines = [json.loads(line)["record"]["message"] for line in dead.read_text().splitlines()]
+    assert lines == [batch[7]["event"]]
+    assert replay(dead, sink) == 1
+
+
+def test_bulk_answer_that_does_not_match_its_body_fails_the_whole_body(
+    server: Server, make_sink: Callable[..., HTTPSink]
+) -> None:
+    """Items that point past the body cannot be trusted: every record of it failed."""
+    items = [{"create": {"status": 400, "error": {"type": "bad"}}} for _ in range(5)]
+    server.answer(Reply(200, body=json.dumps({"errors": True, "items": items}).encode()))
+    batch = events(2)
+    with pytest.raises(DeliveryError) as caught:
+        make_sink(server.url("/_bulk"), encoder="elasticsearch")(batch)
+    assert (caught.value.records, caught.value.records_sent) == (batch, 0)
+
+
 # --------------------------------------------------------------------------- splitting
 
 

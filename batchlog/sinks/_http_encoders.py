@@ -242,6 +242,27 @@ class ElasticsearchBulkEncoder:
         return "".join(lines).encode("utf-8"), NDJSON
 
     @staticmethod
+    def refused_items(content: bytes) -> list[int] | None:
+        """Positions (in the body) of the documents the ``_bulk`` answer refused.
+
+        None when the answer cannot say (not JSON, or its items do not match up): then
+        the whole body counts as not delivered.
+        """
+        try:
+            answer = json.loads(content)
+        except ValueError:
+            return None
+        items = answer.get("items") if isinstance(answer, dict) else None
+        if not isinstance(items, list):
+            return None
+        refused = []
+        for position, item in enumerate(items):
+            results = list(item.values()) if isinstance(item, dict) else []
+            if any(isinstance(result, dict) and result.get("error") for result in results):
+                refused.append(position)
+        return refused
+
+    @staticmethod
     def check_response(content: bytes) -> str | None:
         """Return what went wrong if the ``_bulk`` answer reports refused documents."""
         try:

@@ -89,6 +89,7 @@ class DeliveryError(FailedRecordsError):
         self.attempts = 1
         self.records_sent = 0
         self.undelivered: list[Any] = []
+        self.refused_in_body: list[int] | None = None  # set by the sink: see refused_items
 
     def __str__(self) -> str:
         if self.attempts == 0:
@@ -268,6 +269,7 @@ class HTTPSink(SinkBase):
         "_display_url",
         "_encoder",
         "_headers",
+        "_refused_items",
         "_retrying",
         "_secrets",
         "_timeouts",
@@ -323,6 +325,9 @@ class HTTPSink(SinkBase):
             encoder
             if isinstance(encoder, str)
             else getattr(encoder, "__name__", type(encoder).__name__)
+        )
+        self._refused_items: Callable[[bytes], list[int] | None] | None = getattr(
+            self._encoder, "refused_items", None
         )
         self._check_response: Callable[[bytes], str | None] | None = getattr(
             self._encoder, "check_response", None
@@ -382,12 +387,21 @@ class HTTPSink(SinkBase):
         with self._sink_lock():
             self._check_open()
             client = self._current_client()
-            for start, body, content_type in self._bodies(records):
+            parts = list(self._bodies(records))
+            for number, (start, body, content_type) in enumerate(parts):
                 try:
                     self._send(client, body, content_type)
                 except DeliveryError as exc:
-                    exc.records_sent = start
-                    exc.undelivered = list(batch[start:])
+                    end = parts[number + 1][0] if number + 1 < len(parts) else len(batch)
+                    refused = exc.refused_in_body
+                    failed: list[Any]
+                    if refused is not None and all(0 <= i < end - start for i in refused):
+                        # The server took the rest of this body: only its refusals failed.
+                        failed = [batch[start + i] for i in refused]
+                        exc.records_sent = start + (end - start - len(refused))
+                    else:
+                        failed, exc.records_sent = list(batch[start:end]), start
+                    exc.undelivered = failed + list(batch[end:])
                     exc.records = exc.undelivered  # the writer counts only these failed
                     raise
 
@@ -485,9 +499,12 @@ class HTTPSink(SinkBase):
             problem = self._check_response(response.content) if self._check_response else None
             if problem is None:
                 return
-            raise DeliveryError(
+            refused = DeliveryError(
                 self._redact(problem), url=self._display_url, status=status, body=None
             )
+            if self._refused_items is not None:  # which documents: only those failed
+                refused.refused_in_body = self._refused_items(response.content)
+            raise refused
         reason = f"HTTP {status} {response.reason_phrase}".rstrip()
         retryable = status == 429 or status >= 500  # noqa: PLR2004 -- HTTP's own numbers
         retry_after = None
