@@ -664,4 +664,4 @@ def _failed_part(failure: BaseException, batch: list[T]) -> list[T]:
     records = failure.records
     if records is None or len(records) > len(batch):
         return batch
-    return records  # type: ignore[return-value]  # the sink's word: items of the batch
+    return records  # the sink's word: items of the batch

@@ -17,6 +17,8 @@ built-in exception a Python user would expect, so ``except ValueError`` keeps wo
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BatchlogError",
     "CapacityTooSmallError",
@@ -82,7 +84,7 @@ class FailedRecordsError(BatchlogError):
 
     def __init__(
         self,
-        records: list[object] | None,
+        records: list[Any] | None,
         cause: BaseException | None = None,
         message: str | None = None,
     ) -> None:

@@ -15,6 +15,7 @@ import pytest
 from test_sinks_base import run_script
 
 import batchlog.sinks.sqlite
+from batchlog import BatchWriter, FailedRecordsError
 from batchlog.sinks import FIELDS, SQLiteSink, encode_record
 from batchlog.sinks.sqlite import COLUMNS
 
@@ -423,3 +424,28 @@ if __name__ == "__main__":
     )
     assert (result.returncode, result.stderr) == (0, ""), result.stdout
     assert result.stdout.splitlines()[-1] == "0 [4]", result.stdout
+
+
+def test_a_record_sqlite_cannot_store_fails_alone(db_path, make_sink, query):
+    """A lone surrogate SQLite cannot encode: the other 99 records are stored, and the
+    sink raises FailedRecordsError naming just that one (the issue saw all 100 fail)."""
+    batch = [log_record(f"record {i}") for i in range(100)]
+    batch[42] = log_record("bad \udcff text")
+    with pytest.raises(FailedRecordsError) as caught:
+        make_sink(db_path)(batch)
+    assert caught.value.records == [batch[42]]
+    assert isinstance(caught.value.cause, UnicodeEncodeError)
+    stored = [row[0] for row in query("SELECT message FROM logs ORDER BY id")]
+    assert stored == [f"record {i}" for i in range(100) if i != 42]
+
+
+def test_through_a_writer_one_bad_record_counts_one_failed(db_path, make_sink):
+    batch = [log_record(f"record {i}") for i in range(10)]
+    batch[3] = log_record("bad \udcff text")
+    failed = []
+    writer = BatchWriter(10, 60.0, make_sink(db_path), on_error=lambda e, b: failed.extend(b))
+    for record in batch:
+        writer.add(record)
+    writer.close(timeout=30)
+    assert (writer.metrics.records_processed, writer.metrics.records_failed) == (9, 1)
+    assert failed == [batch[3]]

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._types import AnyRecord
 from .._validate import check_choice, check_pattern, check_seconds
+from ..errors import FailedRecordsError
 from ._base import SinkBase, check_file_path, keep_until_exit
 from ._encode import FIELDS, encode_record, to_json
 from .jsonl import StrPath
@@ -119,6 +120,10 @@ def create_table_sql(table: str = "logs") -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {table}_timestamp ON {table} (timestamp)",
         f"CREATE INDEX IF NOT EXISTS {table}_level_number ON {table} (level_number)",
     ]
+
+
+#: Errors of one record's values, not of the database: the rest of a batch still goes in.
+_RECORD_ERRORS: tuple[type[Exception], ...] = (UnicodeEncodeError, OverflowError, ValueError)
 
 
 def _bindable(value: Any) -> Any:
@@ -267,14 +272,37 @@ class SQLiteSink(SinkBase):
                     # start the batch again with every value converted carefully.
                     connection.execute("ROLLBACK")
                     connection.execute("BEGIN IMMEDIATE")
-                    careful = [tuple(map(_bindable, row)) for row in rows]
-                    connection.executemany(self._insert, careful)
+                    rows = [tuple(map(_bindable, row)) for row in rows]
+                    failed = self._insert_each(connection, batch, rows)
+                except _RECORD_ERRORS:
+                    # One record cannot be stored (text SQLite cannot encode, say): store
+                    # the others, and name it.
+                    connection.execute("ROLLBACK")
+                    connection.execute("BEGIN IMMEDIATE")
+                    failed = self._insert_each(connection, batch, rows)
+                else:
+                    failed = []
                 connection.execute("COMMIT")
             except BaseException:
                 if connection.in_transaction:
                     with contextlib.suppress(sqlite3.Error):  # the first error is the news
                         connection.execute("ROLLBACK")
                 raise
+        if failed:
+            records = [record for record, _ in failed]
+            raise FailedRecordsError(records, cause=failed[0][1]) from failed[0][1]
+
+    def _insert_each(
+        self, connection: sqlite3.Connection, batch: list[AnyRecord], rows: list[tuple[Any, ...]]
+    ) -> list[tuple[AnyRecord, Exception]]:
+        """Insert row by row in the open transaction; return the records that failed."""
+        failed = []
+        for record, row in zip(batch, rows):
+            try:
+                connection.execute(self._insert, row)
+            except _RECORD_ERRORS as error:  # only that statement failed, not the transaction
+                failed.append((record, error))
+        return failed
 
     def _current_connection(self) -> sqlite3.Connection:
         """Return the connection, opening it (and the schema) on first use or after a fork."""
