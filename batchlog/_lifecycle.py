@@ -562,8 +562,9 @@ class _SigtermWatch:
     ``_NUDGE_AFTER`` seconds, is sent again to the main thread; the same when the
     standby's signal, sent once it delivered, goes unanswered. A SIGTERM a forked child
     took before it left this socket is sent again to that child (through a pidfd opened
-    as the signal is read, so not to a process that takes its pid later). A second call of the handler returns at once, so a
-    signal sent again that crosses the start costs nothing.
+    as the signal is read, so not to a process that takes its pid later). A second call
+    of the handler returns at once, so a signal sent again that crosses the start costs
+    nothing.
 
     Only where no one else set a wakeup fd, with real threads (not under gevent or
     eventlet patched first), and on Linux (the sender's pid).
