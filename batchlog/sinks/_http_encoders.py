@@ -248,44 +248,52 @@ class ElasticsearchBulkEncoder:
         None when the answer cannot say (not JSON, or its items do not match up): then
         the whole body counts as not delivered.
         """
-        try:
-            answer = json.loads(content)
-        except ValueError:
+        answer = _bulk_refusals(content)
+        if answer is None or answer[0] is None:
             return None
-        items = answer.get("items") if isinstance(answer, dict) else None
-        if not isinstance(items, list):
-            return None
-        refused = []
-        for position, item in enumerate(items):
-            results = list(item.values()) if isinstance(item, dict) else []
-            if any(isinstance(result, dict) and result.get("error") for result in results):
-                refused.append(position)
-        return refused
+        return sorted({position for position, _ in answer[1]})
 
     @staticmethod
     def check_response(content: bytes) -> str | None:
         """Return what went wrong if the ``_bulk`` answer reports refused documents."""
-        try:
-            answer = json.loads(content)
-        except ValueError:
-            return None  # not the JSON _bulk answers with: nothing to check
-        if not isinstance(answer, dict) or answer.get("errors") is not True:
+        answer = _bulk_refusals(content)
+        if answer is None:
             return None
-        items = answer.get("items")
-        failed = [
-            result
-            for item in (items if isinstance(items, list) else [])
-            if isinstance(item, dict)
-            for result in item.values()
-            if isinstance(result, dict) and result.get("error")
-        ]
-        first = failed[0] if failed else {}
+        items, refusals = answer
+        first = refusals[0][1] if refusals else {}
         error = first.get("error")
         reason = f"{error.get('type')}: {error.get('reason')}" if isinstance(error, dict) else error
         return (
-            f"_bulk refused {len(failed)} of {len(items) if isinstance(items, list) else '?'} "
+            f"_bulk refused {len(refusals)} of {len(items) if items is not None else '?'} "
             f"documents (first: status {first.get('status')}, {reason})"
         )
+
+
+def _bulk_refusals(
+    content: bytes,
+) -> tuple[list[Any] | None, list[tuple[int, dict[str, Any]]]] | None:
+    """Read a ``_bulk`` answer that says ``"errors": true``.
+
+    Returns its items (None if it has no list of them) and each refusal's
+    ``(position, result)``; None for any other answer (nothing to check).
+    """
+    try:
+        answer = json.loads(content)
+    except ValueError:
+        return None  # not the JSON _bulk answers with
+    if not isinstance(answer, dict) or answer.get("errors") is not True:
+        return None
+    items = answer.get("items")
+    if not isinstance(items, list):
+        return None, []
+    refusals = [
+        (position, result)
+        for position, item in enumerate(items)
+        if isinstance(item, dict)
+        for result in item.values()
+        if isinstance(result, dict) and result.get("error")
+    ]
+    return items, refusals
 
 
 # --------------------------------------------------------------------------- OTLP
