@@ -664,7 +664,7 @@ class _SigtermWatch:
                     own_due = time.monotonic() + _NUDGE_AFTER
             elif sender is not None and self._answers_for_children():
                 with contextlib.suppress(OSError):  # gone already: it was answered
-                    # Opened now: a pid reused later is never signalled.
+                    # Opened now: a process taking the pid later is not signalled.
                     children.append((time.monotonic() + _NUDGE_AFTER, os.pidfd_open(sender)))
 
     def nudge_if_unanswered(self) -> bool:

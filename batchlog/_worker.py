@@ -322,7 +322,9 @@ class Worker(Generic[T]):
         finally:
             self.sink_running = False
         duration = clock.now() - started
-        failed_records = batch if failure is None else _failed_part(failure, batch)
+        failed_records = (
+            failure.failed_in(batch) if isinstance(failure, FailedRecordsError) else batch
+        )
         with self._counts_lock:
             self.intake.in_flight = 0
             self._flush_count += 1
@@ -655,13 +657,3 @@ def _refuse_awaitable(result: object, size: int) -> None:
         "delivered; give a plain (not async) callable"
     )
     raise TypeError(msg)
-
-
-def _failed_part(failure: BaseException, batch: list[T]) -> list[T]:
-    """The records of ``batch`` that ``failure`` says failed: all, unless it says which."""
-    if not isinstance(failure, FailedRecordsError):
-        return batch
-    records = failure.records
-    if records is None or len(records) > len(batch):
-        return batch
-    return records  # the sink's word: items of the batch

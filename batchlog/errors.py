@@ -99,3 +99,14 @@ class FailedRecordsError(BatchlogError):
         super().__init__(message)
         self.records = records
         self.cause = cause
+
+    def failed_in(self, batch: list[Any]) -> list[Any]:
+        """Return the records of ``batch`` that count as failed.
+
+        ``records``; or all of ``batch`` when ``records`` is None or holds more than it.
+        The writer counts by this, and ``FallbackSink`` dead-letters by it.
+        """
+        records = self.records
+        if records is None or len(records) > len(batch):
+            return batch
+        return records

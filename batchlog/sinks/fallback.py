@@ -253,10 +253,7 @@ class FallbackSink(SinkBase):
             self.primary(batch)
         except FailedRecordsError as partial:  # the primary says which: only those
             self._count(primary_failures=1)
-            failed: Any = partial.records
-            if failed is None or len(failed) > len(batch):
-                failed = batch  # as the writer counts it: the whole batch
-            self._dead_letter(failed, partial)
+            self._dead_letter(partial.failed_in(batch), partial)
         except Exception as primary_failure:  # noqa: BLE001 -- any failure: dead-letter it
             self._count(primary_failures=1)
             self._dead_letter(batch, primary_failure)
