@@ -88,8 +88,12 @@ class DeliveryError(FailedRecordsError):
         self.retry_after = retry_after
         self.attempts = 1
         self.records_sent = 0
-        self.undelivered: list[Any] = []
         self.refused_in_body: list[int] | None = None  # set by the sink: see refused_items
+
+    @property
+    def undelivered(self) -> list[Any]:
+        """``records`` once the sink knows them (``[]`` until then, as when none was sent)."""
+        return [] if self.records is None else self.records
 
     def __str__(self) -> str:
         if self.attempts == 0:
@@ -401,8 +405,7 @@ class HTTPSink(SinkBase):
                         exc.records_sent = start + (end - start - len(refused))
                     else:
                         failed, exc.records_sent = list(batch[start:end]), start
-                    exc.undelivered = failed + list(batch[end:])
-                    exc.records = exc.undelivered  # the writer counts only these failed
+                    exc.records = failed + list(batch[end:])  # the writer counts only these
                     raise
 
     def _current_client(self) -> httpx.Client:
