@@ -25,10 +25,10 @@ from ..errors import FailedRecordsError
 from ._base import SinkBase
 from ._encode import encode_record
 from ._http_encoders import Encoder, make_encoder
+from ._retry import make_retrying
 
 if TYPE_CHECKING:
     import httpx
-    import tenacity
 
     from .._types import AnyRecord
 
@@ -143,20 +143,9 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, DeliveryError) and exc.retryable
 
 
-class _RetryAfterWait:
-    """A tenacity wait: the server's ``Retry-After`` when it sent one, else ``backoff``."""
-
-    __slots__ = ("_backoff",)
-
-    def __init__(self, backoff: Callable[[tenacity.RetryCallState], float]) -> None:
-        self._backoff = backoff
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None and outcome.failed else None
-        if isinstance(exc, DeliveryError) and exc.retry_after is not None:
-            return exc.retry_after
-        return self._backoff(retry_state)
+def _retry_after(exc: BaseException) -> float | None:
+    """The wait the server asked for (``Retry-After``), if it did."""
+    return exc.retry_after if isinstance(exc, DeliveryError) else None
 
 
 def _import_http_libraries() -> None:
@@ -353,7 +342,9 @@ class HTTPSink(SinkBase):
             verify = ssl.create_default_context(cafile=verify)  # httpx 0.28 deprecates a path
         self._verify = verify
         self.max_retry_after = check_seconds("max_retry_after", max_retry_after)
-        self._retrying = _make_retrying(
+        self._retrying = make_retrying(
+            retryable=_retryable,
+            requested_wait=_retry_after,
             max_attempts=check_int("max_attempts", max_attempts, low=1),
             max_retry_time=check_seconds("max_retry_time", max_retry_time, allow_none=True),
             backoff_initial=check_seconds("backoff_initial", backoff_initial),
@@ -565,39 +556,6 @@ class HTTPSink(SinkBase):
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _make_retrying(
-    *,
-    max_attempts: int,
-    max_retry_time: float | None,
-    backoff_initial: float,
-    backoff_max: float,
-    backoff_jitter: float,
-    sleep: Callable[[float], None],
-) -> tenacity.Retrying:
-    import tenacity
-
-    stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(max_attempts)
-    if max_retry_time is not None:
-        # Stop when the next attempt would START after the limit (waits included), not
-        # only when a failed attempt ends after it.
-        stop = stop | tenacity.stop_before_delay(max_retry_time)
-    try:  # tenacity 9.2 renamed `initial` to `multiplier` and warns about the old name
-        backoff = tenacity.wait_exponential_jitter(
-            multiplier=backoff_initial, max=backoff_max, jitter=backoff_jitter
-        )
-    except TypeError:
-        backoff = tenacity.wait_exponential_jitter(
-            initial=backoff_initial, max=backoff_max, jitter=backoff_jitter
-        )
-    return tenacity.Retrying(
-        stop=stop,
-        wait=_RetryAfterWait(backoff),
-        retry=tenacity.retry_if_exception(_retryable),
-        sleep=sleep,
-        reraise=True,
-    )
 
 
 def _caused_by_certificate(exc: BaseException) -> bool:
