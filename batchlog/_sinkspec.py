@@ -15,7 +15,7 @@ from typing import Any
 
 from ._types import Sink
 
-__all__ = ["build_from_spec", "import_string", "resolve_sink"]
+__all__ = ["build_from_spec", "close_sink", "import_string", "resolve_sink"]
 
 _EXT_PREFIX = "ext://"
 
@@ -97,3 +97,14 @@ def resolve_sink(spec: object, *, what: str = "sink") -> Sink:
         msg = f"{what} must be a callable taking one batch (a list), not {obj!r}"
         raise TypeError(msg)
     return obj
+
+
+def close_sink(sink: object) -> object:
+    """Call the sink's ``close()`` (or, an async sink's, ``aclose()``), if it has one.
+
+    Returns what it returned: the writer awaits an awaitable on its loop (see _sinkloop).
+    """
+    close = getattr(sink, "close", None)
+    if not callable(close):
+        close = getattr(sink, "aclose", None)
+    return close() if callable(close) else None

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import threading
 import time
-import types
 from typing import TYPE_CHECKING, Callable, Generic, TypeVar
 
 from . import _lifecycle
 from ._intake import Intake
 from ._report import StderrReporter
 from ._requests import Request, Requests, expire_soon
+from ._sinkloop import SinkLoop, is_awaitable
 from ._sync import Wakeup
 from .errors import FailedRecordsError
 
@@ -76,6 +76,7 @@ class Worker(Generic[T]):
         "logger",
         "on_error",
         "requests",
+        "sink_loop",
         "sink_running",
         "sink_thread",
         "unreferenced",
@@ -108,6 +109,8 @@ class Worker(Generic[T]):
         self.close_at_exit = close_at_exit
         self.exit_timeout = exit_timeout
         self._reporter = StderrReporter()
+        #: Where an async sink's batches are awaited (see _sinkloop).
+        self.sink_loop = SinkLoop()
         self.intake: Intake[T] = Intake(capacity, max_queue_size, name, self)
         self._reset(closed=False)
         _lifecycle.track(self)
@@ -316,7 +319,9 @@ class Worker(Generic[T]):
         started = clock.now()
         self.sink_running = True
         try:
-            _refuse_awaitable(self.flush_fn(batch), size)
+            result = self.flush_fn(batch)
+            if is_awaitable(result):
+                self.sink_loop.run(result)
         except BaseException as exc:  # noqa: BLE001 -- a failing sink must not kill the worker
             failure = exc
         finally:
@@ -454,11 +459,18 @@ class Worker(Generic[T]):
                 self._wake_event.wait(grace_ends - now)
             intake.disarm()
         on_close = self._on_close
-        if on_close is not None:
+        try:
+            if on_close is not None:
+                result = on_close()
+                if is_awaitable(result):
+                    self.sink_loop.run(result)
+        except BaseException as close_failure:  # noqa: BLE001 -- reported
+            self.report("on_close raised", close_failure)
+        finally:
             try:
-                on_close()
-            except BaseException as close_failure:  # noqa: BLE001 -- reported
-                self.report("on_close raised", close_failure)
+                self.sink_loop.close()
+            except BaseException as loop_failure:  # noqa: BLE001 -- reported
+                self.report("closing the async sink's event loop failed", loop_failure)
 
     def _end(self, failure: BaseException | None) -> None:
         """However the work ended: seal, count what is left, release every waiter."""
@@ -632,28 +644,10 @@ class Worker(Generic[T]):
     def reset_after_fork(self) -> None:
         """In a forked child: empty, zeroed and working; the parent delivers its records."""
         closed = self.intake.sealed
+        self.sink_loop.forget_after_fork()
         self.intake.reset(sealed=closed)
         self._reset(closed=closed)
         if closed:
             _lifecycle.forget(self)  # nothing left to do in the child
         else:
             _lifecycle.track(self)
-
-
-def _refuse_awaitable(result: object, size: int) -> None:
-    """Raise TypeError if the sink returned an awaitable: nothing was delivered then.
-
-    An ``async def`` sink returns a coroutine without running it; counting its batch as
-    processed would lose every record silently. The coroutine is closed, so Python does not
-    warn that it was never awaited on top of the error that says why.
-    """
-    if result is None or not hasattr(type(result), "__await__"):
-        return
-    if isinstance(result, types.CoroutineType):
-        result.close()
-    msg = (
-        f"the sink returned {type(result).__name__} {result!r} instead of delivering: "
-        f"batchlog does not await a sink's result, so these {size} records were not "
-        "delivered; give a plain (not async) callable"
-    )
-    raise TypeError(msg)

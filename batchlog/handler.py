@@ -30,7 +30,8 @@ from typing import Any, Callable
 
 from ._lifecycle import deliver_on_sigterm as _deliver_on_sigterm
 from ._report import StderrReporter
-from ._sinkspec import resolve_sink
+from ._sinkloop import discard_awaitable
+from ._sinkspec import close_sink, resolve_sink
 from ._sync import new_lock
 from ._types import Sink
 from ._validate import (
@@ -228,13 +229,6 @@ def _render_exceptions(batch: list[logging.LogRecord]) -> None:
                 record.exc_text = f"<exception could not be rendered: {exc!r}>"
 
 
-def _close_sink(sink: object) -> None:
-    """Call the sink's ``close()``, if it has one."""
-    close = getattr(sink, "close", None)
-    if callable(close):
-        close()
-
-
 def _no_sink(batch: list[logging.LogRecord]) -> None:
     """Stands for the sink while the handler is being built."""
 
@@ -261,17 +255,18 @@ class _Delivery:
         self.owns_sink = True
         self.sink_lock: Any = None  # the handler's, shared by all its writers' deliveries
 
-    def close_sink(self) -> None:
+    def close_sink(self) -> object:
         """The writer's ``on_close``: close the sink, unless a newer writer took it over."""
         with self.sink_lock:
             if self.owns_sink:
-                _close_sink(self.sink)
+                return close_sink(self.sink)
+        return None
 
     def __call__(self, batch: list[logging.LogRecord]) -> object:
         _render_exceptions(batch)
         if self.formatter is None:
             return self.sink(batch)  # stable as they are: merged (or copied) at emit
-        # What the sink returns goes back to the writer, which refuses an awaitable.
+        # What the sink returns goes back to the writer, which awaits an awaitable.
         return self.sink([self._formatted_copy(record) for record in batch])
 
     def _formatted_copy(self, record: logging.LogRecord) -> logging.LogRecord:
@@ -754,7 +749,7 @@ class BatchingHandler(logging.Handler):
             if reopened and not _known_to_logging_again(self):
                 self._writer.close_at_exit = True  # logging.shutdown() will not close it
             elif sink is not self._sink:
-                _close_sink(sink)  # another thread reopened first: this one is not needed
+                discard_awaitable(close_sink(sink))  # another thread reopened first: unused
         with self._reopen_lock:
             writer = self._writer
             if not writer.closed:

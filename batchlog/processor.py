@@ -10,7 +10,7 @@ from collections.abc import MutableMapping
 from typing import Any, Callable
 
 from ._lifecycle import deliver_on_sigterm as _deliver_on_sigterm
-from ._sinkspec import resolve_sink
+from ._sinkspec import close_sink, resolve_sink
 from ._validate import check_bool, check_seconds
 from .handler import DEFAULT_FLUSH_TIMEOUT
 from .metrics import Metrics
@@ -99,7 +99,7 @@ class BatchingProcessor:
             max_queue_size=max_queue_size,
             clear_buffers=clear_buffers,
             # Not a bound method: the worker thread must not keep this processor alive.
-            on_close=functools.partial(_close_sink, self._sink),
+            on_close=functools.partial(close_sink, self._sink),
             name=name or unique_name(type(self).__name__),
             overflow=overflow,
             block_timeout=block_timeout,
@@ -151,10 +151,3 @@ class BatchingProcessor:
 
     def __repr__(self) -> str:
         return f"<BatchingProcessor {self.writer.name!r} sink={self._sink!r}>"
-
-
-def _close_sink(sink: object) -> None:
-    """Call the sink's ``close()``, if it has one."""
-    close = getattr(sink, "close", None)
-    if callable(close):
-        close()
