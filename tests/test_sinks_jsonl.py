@@ -135,10 +135,18 @@ def test_empty_batch_writes_nothing(path, make_sink):
     assert not path.exists()
 
 
-def test_unencodable_text_stays_valid_json(path, make_sink):
-    """A lone surrogate is escaped, so the line is still JSON."""
+def test_a_lone_surrogate_is_stored_spelt_out(path, make_sink):
+    """A lone surrogate becomes the 6 characters \\udcff; the line is valid UTF-8 JSON."""
     make_sink(path)([log_record("bad \udcff byte")])
-    assert read_lines(path)[0]["message"] == "bad \udcff byte"
+    path.read_bytes().decode("utf-8")  # strict: nothing a UTF-8 reader would refuse
+    assert read_lines(path)[0]["message"] == "bad \\udcff byte"
+
+
+def test_another_encoding_writes_what_it_lacks_as_json_escapes(path):
+    """In ASCII, non-ASCII text is written as JSON escapes and reads back the same."""
+    JsonLinesSink(path, encoding="ascii")([log_record("Grüße € 😀")])
+    path.read_bytes().decode("ascii")
+    assert read_lines(path)[0]["message"] == "Grüße € 😀"
 
 
 def test_works_behind_a_batching_handler(path, make_sink, make_handler, make_logger):

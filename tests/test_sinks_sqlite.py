@@ -120,17 +120,17 @@ def test_one_transaction_per_batch(db_path, make_sink, connections):
 
 
 def test_failed_batch_stores_nothing(db_path, make_sink, query):
-    """When one row fails, the whole batch is rolled back and the call raises."""
+    """When a row rolls the transaction back, nothing of the batch is stored; it raises."""
     sink = make_sink(db_path)
     sink([log_record("first")])
     with contextlib.closing(sqlite3.connect(db_path)) as connection:
         connection.execute(
             "CREATE TRIGGER poison BEFORE INSERT ON logs WHEN NEW.message = 'poison' "
-            "BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+            "BEGIN SELECT RAISE(ROLLBACK, 'poisoned'); END"
         )
         connection.commit()
     with pytest.raises(sqlite3.IntegrityError, match="poisoned"):
-        sink([log_record("fine"), log_record("poison")])
+        sink([log_record("fine"), log_record("poison"), log_record("fine too")])
     sink([log_record("after")])
     assert query("SELECT message FROM logs ORDER BY id") == [("first",), ("after",)]
 
@@ -426,22 +426,44 @@ if __name__ == "__main__":
     assert result.stdout.splitlines()[-1] == "0 [4]", result.stdout
 
 
-def test_a_record_sqlite_cannot_store_fails_alone(db_path, make_sink, query):
-    """A lone surrogate SQLite cannot encode: the other 99 records are stored, and the
-    sink raises FailedRecordsError naming just that one (the issue saw all 100 fail)."""
+def refuse_poison(db_path):
+    """Create the sink's table with a trigger that refuses any row whose message is 'poison'."""
+    with contextlib.closing(sqlite3.connect(db_path)) as connection:
+        for statement in batchlog.sinks.sqlite.create_table_sql():
+            connection.execute(statement)
+        connection.execute(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON logs WHEN NEW.message = 'poison' "
+            "BEGIN SELECT RAISE(ABORT, 'poison refused'); END"
+        )
+        connection.commit()
+
+
+def test_a_record_the_table_refuses_fails_alone(db_path, make_sink, query):
+    """A row the table refuses: the other 99 records are stored, and the sink raises
+    FailedRecordsError naming just that one (the issue saw all 100 fail)."""
+    refuse_poison(db_path)
     batch = [log_record(f"record {i}") for i in range(100)]
-    batch[42] = log_record("bad \udcff text")
+    batch[42] = log_record("poison")
     with pytest.raises(FailedRecordsError) as caught:
         make_sink(db_path)(batch)
     assert caught.value.records == [batch[42]]
-    assert isinstance(caught.value.cause, UnicodeEncodeError)
+    assert isinstance(caught.value.cause, sqlite3.IntegrityError)
     stored = [row[0] for row in query("SELECT message FROM logs ORDER BY id")]
     assert stored == [f"record {i}" for i in range(100) if i != 42]
 
 
+def test_text_with_a_lone_surrogate_or_nul_is_stored_spelt_out(db_path, make_sink, query):
+    """A lone surrogate and a NUL no longer fail the record: stored as \\udcff and \\x00."""
+    make_sink(db_path)([log_record("bad \udcff text"), log_record("nul \x00 text")])
+    stored = [row[0] for row in query("SELECT message FROM logs ORDER BY id")]
+    assert stored == ["bad \\udcff text", "nul \\x00 text"]
+
+
 def test_through_a_writer_one_bad_record_counts_one_failed(db_path, make_sink):
+    """Through a writer, the refused record alone counts failed and reaches on_error."""
+    refuse_poison(db_path)
     batch = [log_record(f"record {i}") for i in range(10)]
-    batch[3] = log_record("bad \udcff text")
+    batch[3] = log_record("poison")
     failed = []
     writer = BatchWriter(10, 60.0, make_sink(db_path), on_error=lambda e, b: failed.extend(b))
     for record in batch:

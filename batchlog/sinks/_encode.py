@@ -1,4 +1,4 @@
-"""One encoding of a record, LogRecord or structlog event dict, to a JSON-ready dict.
+r"""One encoding of a record, LogRecord or structlog event dict, to a JSON-ready dict.
 
 Every sink stores the same fields, so a reader of one store can read any other::
 
@@ -10,9 +10,29 @@ Every sink stores the same fields, so a reader of one store can read any other::
     extra         every other field (``extra=`` of a LogRecord, other event-dict keys)
 
 Every field but ``extra`` holds a string, an integer or None; ``extra`` is a dict of JSON
-values. A value that JSON cannot hold is rendered with ``repr``; an integer too long for
-Python to write in decimal (over ``sys.get_int_max_str_digits()`` digits, 4,300 by
-default) becomes its hex string, ``"0x..."``; encoding never raises.
+values with string keys. Encoding never raises, and no value can make a record unstorable:
+whatever a store cannot hold takes one documented form, the same in every sink (JSON
+Lines, SQLite, PostgreSQL, HTTP bodies, forwarded records, dead-letter files)::
+
+    NUL character            the 4 characters \x00         "a\0b" is stored as a\x00b
+    lone surrogate           the 6 characters \udcff       as backslashreplace writes it
+    int beyond 64 bits       in ``extra``: the number; a top-level field: its decimal text
+    int over 4,300 digits    its hex string, "0x..."       (sys.get_int_max_str_digits())
+    NaN, inf, -inf           the strings "nan", "inf", "-inf"
+    bytes, bytearray         their repr, such as "b'\xff'"
+    any other object         its repr; "<unrepresentable T: error>" if repr raises
+    a container in itself    "<circular reference to T>"
+    nesting beyond 20        the repr of the deeper container
+    a key that is not str    its str() (then its repr, if str raises)
+    datetime, date, time     isoformat()
+    subclasses of str, int, float, dict, list, tuple: the plain value they hold
+
+This applies to every text: fields, ``extra`` values at any depth, and keys. The NUL and
+surrogate forms are text a reader can turn back, for text that held no backslash of its
+own: ``text.encode("latin-1", "backslashreplace").decode("unicode_escape")``. Ordinary
+text costs one test per record: the text fields are joined once and checked with
+``str.isascii`` and one search for NUL; only text that is not ASCII is also checked for
+surrogates (by encoding it to UTF-8).
 
 structlog event dicts: ``event`` is the message; ``level``, ``logger`` (or
 ``logger_name``), ``timestamp`` (epoch seconds, a datetime, or an ISO 8601 string, which is
@@ -23,7 +43,12 @@ fields; so do the keys of structlog's ``CallsiteParameterAdder`` (``thread``,
 with the time it is encoded.
 
 A mapping that already has every field (a record read back from a JSON Lines or
-dead-letter file) is passed through unchanged, so any sink accepts encoded records.
+dead-letter file) is passed through, its values made storable as above (which leaves a
+record batchlog encoded unchanged), so any sink accepts encoded records.
+
+``to_json`` writes compact JSON text; ``json_bytes`` the same JSON as UTF-8 bytes, written
+by orjson when the ``batchlog[fast]`` extra is installed (see its docstring for what may
+differ: only the spelling of some floats, never a value).
 """
 
 from __future__ import annotations
@@ -37,7 +62,15 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["FIELDS", "encode_record", "json_bytes", "rfc3339", "timestamp_seconds", "to_json"]
+__all__ = [
+    "FIELDS",
+    "encode_record",
+    "json_bytes",
+    "rfc3339",
+    "storable_text",
+    "timestamp_seconds",
+    "to_json",
+]
 
 #: The top-level fields of an encoded record, in order.
 FIELDS = (
@@ -145,23 +178,55 @@ def _safe_rfc3339(epoch_seconds: Any) -> str:
         return _now()  # not a usable time: the time of encoding beats losing the record
 
 
+def storable_text(text: str) -> str:
+    r"""Return ``text`` as every store can hold it: NUL and lone surrogates spelt out.
+
+    A NUL character becomes the 4 characters ``\x00`` and a lone surrogate (text
+    decoded with ``surrogateescape``, say) the 6 characters ``\udcff``, as Python's
+    ``backslashreplace`` writes it; any other text is returned as it is (the same object).
+
+    .. versionadded:: 0.2.0
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: UTF-8 cannot hold it
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _is_storable(text: str) -> bool:
+    """Whether ``storable_text`` would leave ``text`` as it is."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _safe_repr(value: Any) -> str:
     try:
-        return repr(value)
+        return storable_text(str.__str__(repr(value)))
     except Exception as exc:  # noqa: BLE001 -- a broken __repr__ must not lose the record
         try:
             detail = f"{type(exc).__name__}: {exc}"
         except Exception:  # noqa: BLE001 -- even the exception's __str__ may be broken
             detail = type(exc).__name__
-        return f"<unrepresentable {type(value).__name__}: {detail}>"
+        return storable_text(f"<unrepresentable {type(value).__name__}: {detail}>")
 
 
 def _safe_text(value: Any) -> str:
-    """Return ``str(value)``, or its ``repr`` when ``__str__`` is broken."""
+    """Return ``str(value)`` made storable, or its ``repr`` when ``__str__`` is broken."""
     if isinstance(value, str):
-        return str(value)
+        return storable_text(str.__str__(value))  # an exact str, even of a subclass
     try:
-        return str(value)
+        return storable_text(str.__str__(str(value)))
     except Exception:  # noqa: BLE001 -- a broken __str__ must not lose the record
         return _safe_repr(value)
 
@@ -172,12 +237,20 @@ def _jsonable(value: Any, depth: int = 0, path: frozenset[int] = frozenset()) ->
     ``path`` holds the ids of the containers being encoded, so a cycle becomes a marker
     instead of endless recursion.
     """
-    if value is None or isinstance(value, (str, bool)):
-        result: Any = value
+    kind = type(value)
+    if kind is str:
+        result: Any = value if value.isascii() and "\x00" not in value else storable_text(value)
+    elif value is None or kind is bool:
+        result = value
+    elif isinstance(value, str):
+        result = storable_text(str.__str__(value))  # a subclass: its text, as json writes it
+    elif isinstance(value, bool):
+        result = bool(value)
     elif isinstance(value, int):
-        result = value if _INT64[0] <= value <= _INT64[1] else _big_int(value)
+        # An exact int (an IntEnum writes the same digits), so orjson writes it too.
+        result = int(value) if _INT64[0] <= value <= _INT64[1] else _big_int(int(value))
     elif isinstance(value, float):
-        result = value if math.isfinite(value) else repr(value)
+        result = float(value) if math.isfinite(value) else repr(float(value))
     elif isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         result = value.isoformat()
     elif not isinstance(value, (Mapping, list, tuple)) or depth >= _MAX_DEPTH:
@@ -213,7 +286,34 @@ def _jsonable_container(value: Any, depth: int, path: frozenset[int]) -> Any:
 
 
 def _key_text(key: Any) -> str:
-    return key if isinstance(key, str) else _safe_text(key)
+    if type(key) is str and key.isascii() and "\x00" not in key:
+        return key
+    return _safe_text(key)
+
+
+# The fields that hold text (or None) in every encoded record.
+_TEXT_FIELDS = (
+    "timestamp",
+    "level",
+    "logger",
+    "message",
+    "exception",
+    "stack",
+    "thread_name",
+    "process_name",
+    "module",
+    "function",
+    "path",
+)
+
+
+def _make_fields_storable(encoded: dict[str, Any]) -> dict[str, Any]:
+    """Make every text field of ``encoded`` storable, in place; return it."""
+    for name in _TEXT_FIELDS:
+        value = encoded.get(name)
+        if isinstance(value, str):
+            encoded[name] = storable_text(str.__str__(value))
+    return encoded
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -231,6 +331,8 @@ def _scalar(value: Any) -> str | int | None:
     number = _int_or_none(value)
     if number is not None or value is None:
         return number
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(_big_int(int(value)))  # beyond 64 bits: decimal text, or hex if too long
     return _safe_text(value)
 
 
@@ -283,33 +385,65 @@ def _encode_log_record(record: logging.LogRecord) -> dict[str, Any]:
     function = get("funcName")
     line = get("lineno")
     path = get("pathname")
+    # Text fields: taken as they are when they are str, then one join and one test for
+    # all of them (isascii reads a flag, "in" is a memchr); converted one by one only
+    # when that test fails.
+    levelname = levelname if type(levelname) is str else _text_or_none(levelname)
+    name = name if type(name) is str else _text_or_none(name)
+    message = message if type(message) is str else _safe_text(message)
+    stack = stack if stack is None or type(stack) is str else _text_or_none(stack)
+    thread_name = thread_name if type(thread_name) is str else _text_or_none(thread_name)
+    process_name = process_name if type(process_name) is str else _text_or_none(process_name)
+    module = module if type(module) is str else _text_or_none(module)
+    function = function if type(function) is str else _text_or_none(function)
+    path = path if type(path) is str else _text_or_none(path)
+    probe = "".join(
+        (
+            levelname or "",
+            name or "",
+            message,
+            stack or "",
+            thread_name or "",
+            process_name or "",
+            module or "",
+            function or "",
+            path or "",
+        )
+    )
     extra_keys = attributes.keys() - LOGRECORD_ATTRIBUTES  # a set difference, in C
-    return {
+    encoded = {
         "timestamp": rfc3339(created) if type(created) is float else _safe_rfc3339(created),
-        "level": levelname if type(levelname) is str else _text_or_none(levelname),
+        "level": levelname,
         "level_number": levelno
         if type(levelno) is int and _MIN <= levelno <= _MAX
         else _int_or_none(levelno),
-        "logger": name if type(name) is str else _text_or_none(name),
-        "message": message if type(message) is str else _safe_text(message),
+        "logger": name,
+        "message": message,
         "exception": _text_or_none(exception or None),
-        "stack": stack if stack is None or type(stack) is str else _text_or_none(stack),
+        "stack": stack,
         "thread": thread if type(thread) is int and _MIN <= thread <= _MAX else _scalar(thread),
-        "thread_name": thread_name if type(thread_name) is str else _text_or_none(thread_name),
+        "thread_name": thread_name,
         "process": process
         if type(process) is int and _MIN <= process <= _MAX
         else _scalar(process),
-        "process_name": (
-            process_name if type(process_name) is str else _text_or_none(process_name)
-        ),
-        "module": module if type(module) is str else _text_or_none(module),
-        "function": function if type(function) is str else _text_or_none(function),
+        "process_name": process_name,
+        "module": module,
+        "function": function,
         "line": line if type(line) is int and _MIN <= line <= _MAX else _scalar(line),
-        "path": path if type(path) is str else _text_or_none(path),
-        "extra": {key: _jsonable(value) for key, value in attributes.items() if key in extra_keys}
+        "path": path,
+        "extra": {
+            key
+            if type(key) is str and key.isascii() and "\x00" not in key
+            else _key_text(key): _jsonable(value)
+            for key, value in attributes.items()
+            if key in extra_keys
+        }
         if extra_keys
         else {},
     }
+    if (probe.isascii() and "\x00" not in probe) or _is_storable(probe):
+        return encoded
+    return _make_fields_storable(encoded)
 
 
 def _event_timestamp(value: Any) -> str:
@@ -323,7 +457,7 @@ def _event_timestamp(value: Any) -> str:
     if isinstance(value, str) and value:
         seconds = timestamp_seconds(value)
         # An ISO 8601 string is normalised; any other text is kept as the app wrote it.
-        return value if seconds is None else _safe_rfc3339(seconds)
+        return storable_text(value) if seconds is None else _safe_rfc3339(seconds)
     return _now()  # no timestamp processor: the time of encoding
 
 
@@ -369,7 +503,11 @@ def encode_record(record: logging.LogRecord | Mapping[str, Any]) -> dict[str, An
             return _encode_log_record(record)
         if isinstance(record, Mapping):
             if _ENCODED_KEYS.issubset(record.keys()):
-                return dict(record)  # already encoded (a dead-letter file being replayed)
+                # Already encoded (a dead-letter file being replayed): made storable again,
+                # which leaves a record batchlog encoded as it is.
+                return _make_fields_storable(
+                    {_key_text(key): _jsonable(value) for key, value in record.items()}
+                )
             return _encode_event(record)
         return _encode_event({"event": record})
     except Exception as exc:  # noqa: BLE001 -- an encoding bug must not lose the record
@@ -377,14 +515,24 @@ def encode_record(record: logging.LogRecord | Mapping[str, Any]) -> dict[str, An
 
 
 def to_json(data: Any) -> str:
-    """Serialise ``data`` as compact JSON; never raises (odd values become ``repr``).
+    """Serialise ``data`` as compact JSON; never raises.
+
+    Values JSON cannot hold take the forms of ``encode_record`` (this module's
+    docstring), and so does text holding NUL or a lone surrogate, so the JSON is always
+    valid UTF-8 that every store accepts.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       NUL and lone surrogates are spelt out (``storable_text``), not JSON-escaped.
     """
     try:
-        return _JSON.encode(data)
+        text = _JSON.encode(data)
     except (TypeError, ValueError, RecursionError):
         return _JSON.encode(_jsonable(data))
+    # json writes NUL as the escape \u0000 and a lone surrogate as it is: look for either.
+    if "\\u0000" in text or not (text.isascii() or _is_storable(text)):
+        return _JSON.encode(_jsonable(data))
+    return text
 
 
 # The accelerator (``batchlog[fast]``): orjson, imported on the first ``json_bytes`` call.
@@ -442,7 +590,10 @@ def json_bytes(data: Any) -> bytes:
     dumps = _orjson_dumps if _use_orjson else _resolve_orjson()
     if dumps is not None:
         try:
-            return dumps(data, default=_refuse, option=_ORJSON_OPTIONS)  # type: ignore[no-any-return]
+            data_bytes: bytes = dumps(data, default=_refuse, option=_ORJSON_OPTIONS)
         except TypeError:  # orjson.JSONEncodeError: anything it refused
             pass
-    return to_json(data).encode("utf-8", "backslashreplace")
+        else:
+            if b"\\u0000" not in data_bytes:  # orjson writes NUL as \u0000: spell it out
+                return data_bytes
+    return to_json(data).encode("utf-8")

@@ -10,7 +10,7 @@ from typing import Any, Union
 from .._types import AnyRecord
 from .._validate import check_bool
 from ._base import SinkBase, check_file_path
-from ._encode import encode_record, to_json
+from ._encode import encode_record, json_bytes, to_json
 
 __all__ = ["JsonLinesSink", "StrPath"]
 
@@ -18,10 +18,27 @@ __all__ = ["JsonLinesSink", "StrPath"]
 StrPath = Union[str, "os.PathLike[str]"]
 
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+_JSON_ESCAPE = "batchlog.json_escape"  # the codec error handler below, once registered
+
+
+def _json_escape(error: UnicodeError) -> tuple[str, int]:
+    r"""Write characters the file's encoding lacks as JSON escapes (``\u20ac``).
+
+    Only text inside JSON strings can be outside ASCII, where an escape means the same
+    character; the encoded text holds no lone surrogate, so UTF-16 can spell every one.
+    """
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    units = error.object[error.start : error.end].encode("utf-16-be")
+    escapes = "".join(
+        f"\\u{int.from_bytes(units[index : index + 2], 'big'):04x}"
+        for index in range(0, len(units), 2)
+    )
+    return escapes, error.end
 
 
 class JsonLinesSink(SinkBase):
-    """Appends each record as one line of JSON (see ``batchlog.sinks.encode_record``).
+    r"""Appends each record as one line of JSON (see ``batchlog.sinks.encode_record``).
 
     A batch becomes one ``os.write`` of all its lines to a file opened with ``O_APPEND``,
     so processes appending to the same file never interleave within a batch's lines, and
@@ -41,8 +58,10 @@ class JsonLinesSink(SinkBase):
         path: The file to append to.
         fsync: Call ``os.fsync`` after each batch, so a batch survives a power loss
             once the call returns (slower: one disk flush per batch).
-        encoding: The text encoding of the file. A character it cannot encode (a lone
-            surrogate) is written as a JSON escape, so every line stays valid JSON.
+        encoding: The text encoding of the file. Every line is written as UTF-8 by
+            default; in another encoding, a character it cannot encode is written as a
+            JSON escape (``\u20ac``), so every line stays valid JSON. NUL and lone
+            surrogates never reach the file (see ``batchlog.sinks.encode_record``).
 
     Raises:
         TypeError: ``path`` is not a path, or ``fsync`` is not a bool.
@@ -56,7 +75,7 @@ class JsonLinesSink(SinkBase):
        A ``batchlog.sinks.SinkBase``: ``reopen()``, fork safety.
     """
 
-    __slots__ = ("_descriptor", "encoding", "fsync", "path")
+    __slots__ = ("_descriptor", "_utf8", "encoding", "fsync", "path")
 
     def __init__(
         self, path: StrPath = "batchlog.jsonl", *, fsync: bool = False, encoding: str = "utf-8"
@@ -65,7 +84,10 @@ class JsonLinesSink(SinkBase):
             msg = f"path must be a str or os.PathLike, not {path!r}"
             raise TypeError(msg)
         self.fsync = check_bool("fsync", fsync)
-        codecs.lookup(encoding)  # LookupError now, not on the first batch
+        codec = codecs.lookup(encoding)  # LookupError now, not on the first batch
+        self._utf8 = codec.name == "utf-8"
+        if not self._utf8:
+            codecs.register_error(_JSON_ESCAPE, _json_escape)  # the same handler every time
         self.path: str = os.fspath(path)
         check_file_path(self.path)
         self.encoding = encoding
@@ -95,11 +117,18 @@ class JsonLinesSink(SinkBase):
             OSError: The file could not be opened or written.
             ValueError: The sink is closed.
         """
-        lines = [to_json(item) + "\n" for item in objects]
-        if not lines:
-            return 0
-        # backslashreplace turns a lone surrogate into "\udcff", which is still valid JSON.
-        data = "".join(lines).encode(self.encoding, "backslashreplace")
+        if self._utf8:  # json_bytes: orjson's bytes when it is installed, no text step
+            lines = [json_bytes(item) for item in objects]
+            if not lines:
+                return 0
+            lines.append(b"")  # so the join ends the last line too
+            data = b"\n".join(lines)
+        else:
+            texts = [to_json(item) for item in objects]
+            if not texts:
+                return 0
+            texts.append("")
+            data = "\n".join(texts).encode(self.encoding, _JSON_ESCAPE)
         with self._sink_lock():
             self._check_open()
             descriptor = self._current_descriptor()
@@ -109,7 +138,7 @@ class JsonLinesSink(SinkBase):
                 view = view[written:]
             if self.fsync:
                 os.fsync(descriptor)
-        return len(lines)
+        return len(lines) - 1 if self._utf8 else len(texts) - 1
 
     def _current_descriptor(self) -> int:
         """Return the open descriptor, reopening the path if the file was rotated away."""

@@ -44,7 +44,7 @@ from .._types import AnyRecord
 from .._validate import check_choice, check_pattern, check_seconds
 from ..errors import FailedRecordsError
 from ._base import SinkBase, check_file_path, keep_until_exit
-from ._encode import FIELDS, encode_record, to_json
+from ._encode import FIELDS, encode_record, json_bytes
 from .jsonl import StrPath
 
 if TYPE_CHECKING:
@@ -123,7 +123,15 @@ def create_table_sql(table: str = "logs") -> list[str]:
 
 
 #: Errors of one record's values, not of the database: the rest of a batch still goes in.
+#: With sqlite3's IntegrityError (a constraint or trigger of the table refused the row) and
+#: DataError (a value over SQLite's length limit), added on the first batch.
 _RECORD_ERRORS: tuple[type[Exception], ...] = (UnicodeEncodeError, OverflowError, ValueError)
+
+
+def _record_errors() -> tuple[type[Exception], ...]:
+    import sqlite3
+
+    return (*_RECORD_ERRORS, sqlite3.IntegrityError, sqlite3.DataError)
 
 
 def _bindable(value: Any) -> Any:
@@ -132,7 +140,7 @@ def _bindable(value: Any) -> Any:
         return value
     if isinstance(value, int):
         return int(value) if _INT64[0] <= value <= _INT64[1] else str(value)
-    return to_json(value)  # only a hand-made "encoded" record holds anything else
+    return json_bytes(value).decode("utf-8")  # only a hand-made record holds anything else
 
 
 _FIELD_VALUES = operator.itemgetter(*FIELDS)  # every field, in column order, in C
@@ -152,7 +160,8 @@ def row_values(record: AnyRecord) -> tuple[Any, ...]:
     # by one only when something else turns up.
     if not _PLAIN_TYPES.issuperset(map(type, fields)):
         fields = [_bindable(value) for value in fields]
-    return (*fields, to_json(extra) if extra else "{}")
+    # Text, not bytes: SQLite would store bytes as a BLOB, which json_extract reads as JSONB.
+    return (*fields, json_bytes(extra).decode("utf-8") if extra else "{}")
 
 
 class SQLiteSink(SinkBase):
@@ -166,9 +175,13 @@ class SQLiteSink(SinkBase):
     never block the writer, with ``synchronous`` (default ``NORMAL``: a committed batch
     survives a crash of the application; ``FULL`` also survives a power loss). Processes
     that open a new database at once wait for each other there, up to ``busy_timeout``. Each
-    batch is one ``BEGIN IMMEDIATE`` … ``executemany`` … ``COMMIT``; if anything fails the
-    transaction is rolled back and the call raises, so the writer counts the batch as
-    failed and no half batch is stored.
+    batch is one ``BEGIN IMMEDIATE`` … ``executemany`` … ``COMMIT``; if the database fails
+    the transaction is rolled back and the call raises, so the writer counts the batch as
+    failed and no half batch is stored. A record the table refuses on its own (a
+    constraint or trigger, a value over SQLite's length limit) is left out: the others are
+    committed and the call raises ``batchlog.FailedRecordsError`` naming just it. Text
+    holding NUL or a lone surrogate is stored in the shared encoding's form
+    (``batchlog.sinks.encode_record``), never refused.
 
     The writer never runs two batches at once, but ``close()`` (or the interpreter's
     exit) may run on another thread, so the connection is made with
@@ -274,9 +287,11 @@ class SQLiteSink(SinkBase):
                     connection.execute("BEGIN IMMEDIATE")
                     rows = [tuple(map(_bindable, row)) for row in rows]
                     failed = self._insert_each(connection, batch, rows)
-                except _RECORD_ERRORS:
-                    # One record cannot be stored (text SQLite cannot encode, say): store
-                    # the others, and name it.
+                except _record_errors():
+                    if not connection.in_transaction:  # RAISE(ROLLBACK): the batch is gone
+                        raise
+                    # One record cannot be stored (a CHECK or a trigger of the table
+                    # refuses it, say): store the others, and name it.
                     connection.execute("ROLLBACK")
                     connection.execute("BEGIN IMMEDIATE")
                     failed = self._insert_each(connection, batch, rows)
@@ -300,8 +315,10 @@ class SQLiteSink(SinkBase):
         for record, row in zip(batch, rows):
             try:
                 connection.execute(self._insert, row)
-            except _RECORD_ERRORS as error:  # only that statement failed, not the transaction
-                failed.append((record, error))
+            except _record_errors() as error:
+                if not connection.in_transaction:  # RAISE(ROLLBACK): the batch is gone
+                    raise
+                failed.append((record, error))  # only that statement failed
         return failed
 
     def _current_connection(self) -> sqlite3.Connection:
