@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import os
 import sqlite3
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
+from batchlog import FailedRecordsError
 from batchlog.cli import main
 from batchlog.sinks import FIELDS, FallbackSink, JsonLinesSink, SQLiteSink, encode_record, replay
 from batchlog.sinks.fallback import FallbackMetrics
@@ -234,7 +238,7 @@ def test_replay_into_sqlite_delivers_exactly_those_records(dead_letter_path, tmp
     write_dead_letter(dead_letter_path, batches)
     expected = [line["record"] for line in read_lines(dead_letter_path)]
     db_path = tmp_path / "replayed.sqlite3"
-    assert replay(dead_letter_path, closing(SQLiteSink(db_path)), batch_size=2) == 3
+    assert replay(dead_letter_path, closing(SQLiteSink(db_path)), batch_size=2).delivered == 3
     with contextlib.closing(sqlite3.connect(db_path)) as connection:
         rows = connection.execute(f"SELECT {', '.join(FIELDS)} FROM logs ORDER BY id").fetchall()  # noqa: S608
     stored = [dict(zip(FIELDS, row)) for row in rows]
@@ -246,7 +250,7 @@ def test_replay_into_sqlite_delivers_exactly_those_records(dead_letter_path, tmp
 def test_replay_sends_batches_of_batch_size(dead_letter_path, sink):
     """Records are replayed in order, at most ``batch_size`` per call."""
     write_dead_letter(dead_letter_path, [[log_record(str(n)) for n in range(5)]])
-    assert replay(dead_letter_path, sink, batch_size=2) == 5
+    assert replay(dead_letter_path, sink, batch_size=2).delivered == 5
     assert [[r["message"] for r in batch] for batch in sink.batches] == [
         ["0", "1"],
         ["2", "3"],
@@ -269,14 +273,13 @@ def test_replay_keeps_the_file_when_the_sink_fails(dead_letter_path):
     assert dead_letter_path.exists()
 
 
-def test_replay_of_a_damaged_file_sends_nothing(dead_letter_path, sink):
-    """A line that is not JSON (a write cut short) fails the replay before any batch."""
+def test_replay_leaves_a_last_line_cut_short(dead_letter_path, sink):
+    """A last line without its newline (a write in progress) is left for the next run."""
     write_dead_letter(dead_letter_path, [[log_record()]])
     with dead_letter_path.open("a", encoding="utf-8") as file:
         file.write('{"record": {"tim')
-    with pytest.raises(ValueError, match="line 2"):
-        replay(dead_letter_path, sink)
-    assert sink.batches == []
+    result = replay(dead_letter_path, sink)
+    assert (len(sink.records), result.quarantined, result.left) == (1, 0, 1)
 
 
 def test_replay_reads_json_lines_sink_files(tmp_path, sink):
@@ -287,7 +290,7 @@ def test_replay_reads_json_lines_sink_files(tmp_path, sink):
         jsonl([log_record("plain")])
     finally:
         jsonl.close()
-    assert replay(path, sink) == 1
+    assert replay(path, sink).delivered == 1
     assert sink.records[0]["message"] == "plain"
 
 
@@ -365,3 +368,113 @@ def test_cli_sink_failure_is_one_line_and_exit_1(dead_letter_path, tmp_path, cap
     error = capsys.readouterr().err
     assert (code, len(error.splitlines()), dead_letter_path.exists()) == (1, 1, True)
     assert "OperationalError" in error
+
+
+# --------------------------------------------------------------------------- async primary
+
+
+class AsyncPrimary:
+    """A real async sink: yields to the loop, then stores the batch or raises ``failure``."""
+
+    def __init__(self, failure=None):
+        self.batches = []
+        self.failure = failure
+
+    async def __call__(self, batch):
+        await asyncio.sleep(0)
+        if self.failure is not None:
+            raise self.failure
+        self.batches.append(list(batch))
+
+
+def test_async_primary_gets_a_coroutine_that_delivers(dead_letter_path, make_sink):
+    """An async primary: the call returns a coroutine; awaited, it delivers the batch."""
+    primary = AsyncPrimary()
+    batch = [{"event": "a"}]
+    pending = make_sink(primary, dead_letter_path)(batch)
+    assert (asyncio.iscoroutine(pending), primary.batches) == (True, [])
+    asyncio.run(pending)
+    assert ([batch], dead_letter_path.exists()) == (primary.batches, False)
+
+
+def test_async_primary_failure_is_dead_lettered_once_awaited(dead_letter_path, make_sink):
+    """An async primary that raises: its batch is dead-lettered when the coroutine runs."""
+    sink = make_sink(AsyncPrimary(ConnectionError("database unreachable")), dead_letter_path)
+    pending = sink([{"event": "a"}, {"event": "b"}])
+    assert (dead_letter_path.exists(), sink.primary_failures) == (False, 0)  # nothing yet
+    asyncio.run(pending)
+    lines = read_lines(dead_letter_path)
+    assert [line["record"]["message"] for line in lines] == ["a", "b"]
+    assert lines[0]["error"] == "ConnectionError: database unreachable"
+    assert FallbackMetrics(1, 1, 2, 0) == sink.metrics
+
+
+def test_async_primary_partial_failure_dead_letters_only_those(dead_letter_path, make_sink):
+    """An async primary's FailedRecordsError: only the records it names are dead-lettered."""
+    batch = [{"event": "a"}, {"event": "b"}, {"event": "c"}]
+    primary = AsyncPrimary(FailedRecordsError([batch[1]], cause=ValueError("refused")))
+    sink = make_sink(primary, dead_letter_path)
+    asyncio.run(sink(batch))
+    assert [line["record"]["message"] for line in read_lines(dead_letter_path)] == ["b"]
+
+
+def test_async_primary_and_dead_letter_failing_raise_the_primary_error(tmp_path, make_sink):
+    """When the dead-letter write fails too, awaiting raises the primary's error."""
+    path = tmp_path / "dead.jsonl"
+    sink = make_sink(AsyncPrimary(ConnectionError("database unreachable")), path)
+    path.mkdir()  # a directory now: the dead letters cannot be written either
+    with pytest.raises(ConnectionError, match="unreachable"):
+        asyncio.run(sink([{"event": "a"}]))
+    assert sink.metrics.dead_letter_failures == 1
+
+
+def test_a_sync_primary_returning_an_awaitable_is_awaited(dead_letter_path, make_sink):
+    """A sync primary that hands back a coroutine: it is awaited, its failure dead-lettered."""
+    failing = AsyncPrimary(ConnectionError("down"))
+
+    def primary(batch):  # not async itself: it returns the coroutine it made
+        return failing(batch)
+
+    sink = make_sink(primary, dead_letter_path)
+    asyncio.run(sink([{"event": "a"}]))
+    assert sink.dead_lettered_records == 1
+
+
+def test_a_dropped_coroutine_leaves_no_primary_coroutine_unawaited(dead_letter_path, make_sink):
+    """Closing the returned coroutine unawaited closes the primary's too: no warning."""
+    sink = make_sink(AsyncPrimary(), dead_letter_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pending = sink([{"event": "a"}])
+        pending.close()
+        del pending
+        gc.collect()
+    assert [str(warning.message) for warning in caught] == []
+
+
+def test_writer_awaits_an_async_primary_and_counts_dead_letters(
+    dead_letter_path, make_sink, make_writer
+):
+    """A BatchWriter awaits the coroutine: delivered and dead-lettered batches both count."""
+    working = AsyncPrimary()
+    writer = make_writer(make_sink(working, dead_letter_path), capacity=2)
+    for number in range(3):
+        writer.add({"event": f"ok{number}"})
+    assert writer.flush(timeout=10)
+    failing_sink = make_sink(AsyncPrimary(ConnectionError("down")), dead_letter_path)
+    failing = make_writer(failing_sink, capacity=2)
+    for number in range(3):
+        failing.add({"event": f"lost{number}"})
+    assert failing.flush(timeout=10)
+    assert [record["event"] for batch in working.batches for record in batch] == [
+        "ok0",
+        "ok1",
+        "ok2",
+    ]
+    assert (writer.metrics.records_processed, writer.metrics.records_failed) == (3, 0)
+    assert (failing.metrics.records_processed, failing.metrics.records_failed) == (3, 0)
+    assert [line["record"]["message"] for line in read_lines(dead_letter_path)] == [
+        "lost0",
+        "lost1",
+        "lost2",
+    ]

@@ -1,19 +1,28 @@
 """``python -m batchlog replay FILE --sink SPEC``: feed a dead-letter file to a sink.
 
 The file is one written by ``batchlog.sinks.FallbackSink`` (or by
-``batchlog.sinks.JsonLinesSink``); ``batchlog.sinks.replay`` checks every line before
-anything is sent, then hands the records to the sink in batches, in order.
+``batchlog.sinks.JsonLinesSink``); ``batchlog.sinks.replay`` hands its records to the
+sink in batches, in order, exactly once: a checkpoint beside the file lets a failed or
+interrupted run be resumed by running the same command again, and lines that are not
+records (or records the sink refuses one by one) go to a quarantine file. A progress bar
+(rich, the ``cli`` extra, when installed and stderr is a terminal) shows the lines left;
+a summary on stdout says what was delivered, quarantined, skipped and left.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 from ._options import positive_int
+
+if TYPE_CHECKING:
+    from batchlog.sinks.fallback import ReplayResult
 
 __all__ = ["add_parser", "resolve_sink_spec"]
 
@@ -73,10 +82,15 @@ def add_parser(subcommands: Any) -> None:
     """Add the ``replay`` subcommand to ``subcommands`` (an argparse subparsers object)."""
     parser = subcommands.add_parser(
         "replay",
-        help="feed a dead-letter (or JSON Lines) file to a sink",
+        help="feed a dead-letter (or JSON Lines) file to a sink, exactly once",
         description="Feed the records of a dead-letter file written by FallbackSink (or of "
-        "a JsonLinesSink file) to a sink, in batches, in order. Every line is checked "
-        "before anything is sent.",
+        "a JsonLinesSink file) to a sink, in batches, in order, exactly once. A checkpoint "
+        "beside FILE records how far it got: after a failure or an interrupt, run the same "
+        "command again to resume; run twice, the second run sends nothing. Lines that are "
+        "not records, and records the sink refuses one by one, go to a quarantine file.",
+        epilog="Exit status: 0 every line finished (a last line still being written is "
+        "left for the next run); 1 the sink or the file failed (run again to resume); 2 "
+        "bad usage; 130 interrupted (run again to resume).",
     )
     parser.add_argument("file", metavar="FILE", help="the dead-letter file")
     parser.add_argument(
@@ -84,17 +98,33 @@ def add_parser(subcommands: Any) -> None:
         required=True,
         metavar="SPEC",
         help="sqlite:PATH, jsonl:PATH, or pkg.mod:attr (a sink class taking no arguments "
-        "or a callable taking a batch)",
+        "or a callable taking a batch; it may be async)",
     )
     parser.add_argument(
         "--batch-size",
         type=positive_int,
         default=500,
         metavar="N",
-        help="most records per batch (default: 500)",
+        help="most lines per batch (default: 500)",
     )
     parser.add_argument(
-        "--remove", action="store_true", help="delete FILE once every record was delivered"
+        "--checkpoint",
+        metavar="PATH",
+        help="the checkpoint file (default: FILE.checkpoint)",
+    )
+    parser.add_argument(
+        "--quarantine",
+        metavar="PATH",
+        help="the quarantine file, JSON Lines (default: FILE.quarantine.jsonl)",
+    )
+    parser.add_argument(
+        "--remove",
+        action="store_true",
+        help="delete FILE and its checkpoint once every line is finished (the quarantine "
+        "file stays)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar, even on a terminal"
     )
     parser.set_defaults(run=functools.partial(_run, parser=parser))
 
@@ -108,16 +138,129 @@ def _run(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
         sink = resolve_sink_spec(args.sink)
     except Exception as exc:  # noqa: BLE001 -- a sink that cannot be built is a bad option
         parser.error(f"--sink {args.sink!r}: {exc}")
+    last: list[ReplayResult] = []  # the counts so far, kept for the summary of a failed run
+    failure = ""
+    code = 0
     try:
-        count = replay(args.file, sink, batch_size=args.batch_size)
+        with _progress_bar(enabled=not args.no_progress) as show:
+
+            def progress(result: ReplayResult) -> None:
+                last[:] = [result]
+                show(result)
+
+            replay(
+                args.file,
+                sink,
+                batch_size=args.batch_size,
+                checkpoint_path=args.checkpoint,
+                quarantine_path=args.quarantine,
+                progress=progress,
+            )
+    except KeyboardInterrupt:
+        failure, code = "interrupted", 130
+    except Exception as exc:  # noqa: BLE001 -- a command reports in one line, not a traceback
+        failure, code = f"failed: {_one_line(exc)}", 1
+    finally:
         close = getattr(sink, "close", None)
         if callable(close):
-            close()  # before removing: a sink may finish its writes on close
-        if args.remove:
-            os.remove(args.file)
-    except Exception as exc:  # noqa: BLE001 -- a command reports in one line, not a traceback
-        sys.stderr.write(f"{parser.prog}: failed: {type(exc).__name__}: {exc}\n")
-        return 1
-    removed = " and removed it" if args.remove else ""
-    sys.stdout.write(f"replayed {count} records from {args.file} into {sink!r}{removed}\n")
-    return 0
+            try:
+                close()  # before removing: a sink may finish its writes on close
+            except Exception as exc:  # noqa: BLE001 -- reported in one line
+                failure, code = failure or f"closing the sink failed: {_one_line(exc)}", 1
+    removed = False
+    if code == 0 and args.remove and last and last[-1].finished:
+        removed = _remove(args.file, last[-1])
+    if last:
+        _print_summary(last[-1], sink, removed=removed)
+    if failure:
+        message = f"{parser.prog}: {failure}"
+        if last:  # the checkpoint was read: a run of the same command resumes from it
+            message += f"; run the same command again to resume from {last[-1].checkpoint_path}"
+        sys.stderr.write(message + "\n")
+    return code
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _remove(path: str, result: ReplayResult) -> bool:
+    """Delete the file, then its checkpoint, unless lines were appended since the replay."""
+    if os.path.getsize(path) != result.offset:
+        return False  # appended to meanwhile: the next run takes those lines
+    os.remove(path)  # first: a checkpoint without its file replays nothing twice
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(result.checkpoint_path)
+    return True
+
+
+def _print_summary(result: ReplayResult, sink: object, *, removed: bool) -> None:
+    removed_text = " and removed it" if removed else ""
+    quarantine = f" (in {result.quarantine_path})" if result.quarantined else ""
+    left = ""
+    if result.left:
+        left = " (the next run takes them)"
+    lines = [
+        f"replayed {result.delivered} records from {result.path} into {sink!r}{removed_text}",
+        f"  delivered:    {result.delivered} records",
+        f"  quarantined:  {result.quarantined} lines{quarantine}",
+        f"  already done: {result.already_done} records (finished by earlier runs, skipped)",
+        f"  left:         {result.left} lines{left}",
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+@contextlib.contextmanager
+def _progress_bar(*, enabled: bool) -> Iterator[Callable[[ReplayResult], None]]:
+    """Yield a function that shows a result on a rich progress bar on stderr.
+
+    No bar (a function that does nothing) when disabled, when rich (the ``cli`` extra) is
+    not installed, or when stderr is not a terminal: the summary says it all then.
+    """
+
+    def nothing(result: ReplayResult) -> None:
+        del result
+
+    if not enabled:
+        yield nothing
+        return
+    try:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+    except ImportError:
+        yield nothing
+        return
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield nothing
+        return
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task = bar.add_task("lines replayed", total=None, counts="")
+    first: list[int] = []  # lines left at the start: the bar's total
+
+    def show(result: ReplayResult) -> None:
+        if not first:
+            first.append(result.left)
+            bar.update(task, total=result.left)
+        bar.update(
+            task,
+            completed=first[0] - result.left,
+            counts=f"{result.delivered} delivered, {result.quarantined} quarantined",
+        )
+
+    with bar:
+        yield show

@@ -14,26 +14,41 @@ to any sink once the primary works again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import inspect
 import json
 import logging
 import os
 import time
 import traceback
-from collections.abc import Iterator
-from typing import Any
+import types
+import weakref
+from collections.abc import Awaitable, Coroutine
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
 from .._report import StderrReporter
 from .._sinkspec import resolve_sink
 from .._types import AnyRecord, Sink
 from .._validate import check_int
-from ..errors import FailedRecordsError
+from ..errors import BatchlogError, FailedRecordsError
 from ..metrics import MetricField
 from ._base import SinkBase, check_file_path
 from ._encode import FIELDS, encode_record, rfc3339
 from .jsonl import JsonLinesSink, StrPath
 
-__all__ = ["FALLBACK_METRIC_FIELDS", "FallbackMetrics", "FallbackSink", "replay"]
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = [
+    "FALLBACK_METRIC_FIELDS",
+    "FallbackMetrics",
+    "FallbackSink",
+    "ReplayCheckpointError",
+    "ReplayResult",
+    "replay",
+]
 
 _ENCODED_KEYS = frozenset(FIELDS)
 
@@ -241,8 +256,14 @@ class FallbackSink(SinkBase):
 
     # ------------------------------------------------------------------ batches
 
-    def __call__(self, batch: list[AnyRecord]) -> None:
+    def __call__(self, batch: list[AnyRecord]) -> Coroutine[Any, Any, None] | None:
         """Hand ``batch`` to the primary sink; dead-letter it if the primary raises.
+
+        If the primary returns an awaitable (an ``async def`` primary), nothing is
+        delivered yet: this returns a coroutine that awaits it and dead-letters the
+        batch (or, for a ``batchlog.FailedRecordsError``, the records it names) if that
+        raises, exactly as a sync primary's failure. A ``batchlog.BatchWriter`` awaits
+        it on its own event loop.
 
         Raises:
             Exception: The primary's exception, when the dead-letter write failed too.
@@ -250,13 +271,32 @@ class FallbackSink(SinkBase):
         """
         self._check_open()
         try:
-            self.primary(batch)
-        except FailedRecordsError as partial:  # the primary says which: only those
-            self._count(primary_failures=1)
-            self._dead_letter(partial.failed_in(batch), partial)
+            result = self.primary(batch)
         except Exception as primary_failure:  # noqa: BLE001 -- any failure: dead-letter it
-            self._count(primary_failures=1)
-            self._dead_letter(batch, primary_failure)
+            self._fail(batch, primary_failure)
+            return None
+        if result is None or not inspect.isawaitable(result):
+            return None
+        finishing = self._finish_async(result, batch)
+        if isinstance(result, types.CoroutineType):
+            # If our coroutine is dropped unawaited, close the primary's too: one
+            # "never awaited" warning (ours) says it, and it is about the right object.
+            weakref.finalize(finishing, result.close)
+        return finishing
+
+    async def _finish_async(self, pending: Awaitable[object], batch: list[AnyRecord]) -> None:
+        """Await the primary's awaitable; dead-letter as ``__call__`` does if it raises."""
+        try:
+            await pending
+        except Exception as primary_failure:  # noqa: BLE001 -- any failure: dead-letter it
+            self._fail(batch, primary_failure)
+
+    def _fail(self, batch: list[AnyRecord], primary_failure: Exception) -> None:
+        """Count the primary's failure and dead-letter what it did not deliver."""
+        self._count(primary_failures=1)
+        if isinstance(primary_failure, FailedRecordsError):  # it says which: only those
+            batch = primary_failure.failed_in(batch)
+        self._dead_letter(batch, primary_failure)
 
     def _dead_letter(self, batch: list[AnyRecord], primary_failure: Exception) -> None:
         envelope = {"error": _describe(primary_failure), "failed_at": rfc3339(time.time())}
@@ -340,27 +380,511 @@ class FallbackSink(SinkBase):
         self._reporter = None
 
 
-def _records(path: str) -> Iterator[dict[str, Any]]:
-    """Yield the record of each non-blank line of a dead-letter or JSON Lines file."""
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
+# ---------------------------------------------------------------------- replay
+#
+# A replay reads the dead-letter file from a byte offset, one step (at most batch_size
+# lines) at a time: the records of a step go to the sink in one call; lines that are not
+# records, and records the sink refuses one by one, go to the quarantine file; then the
+# checkpoint (a small JSON file beside the dead-letter file, replaced atomically) moves
+# past the step. So a step is either finished on disk or not begun: only the batch in
+# flight when the process dies can be sent twice.
+
+#: Bytes at the start of the file, and before the checkpoint's offset, whose digests the
+#: checkpoint keeps to tell that the file it points into is still the same file.
+_FINGERPRINT_BYTES = 4096
+#: The format of the checkpoint file.
+_CHECKPOINT_VERSION = 1
+#: Bytes read at a time when counting the lines left.
+_COUNT_CHUNK = 1 << 20
+
+
+class ReplayCheckpointError(BatchlogError, ValueError):
+    """A replay checkpoint does not fit its dead-letter file, or is not a checkpoint.
+
+    The file was truncated or replaced since the checkpoint was written (a rotation, a
+    restore), or the checkpoint file is damaged. Nothing was sent. If the file is a new
+    one, delete the checkpoint file (the message names both) to replay it from the start.
+
+    .. versionadded:: 0.2.0
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayResult:
+    """What a ``replay`` did: its counts, and where the checkpoint and the quarantine are.
+
+    The progress callback of ``replay`` receives one after each batch, with the counts so
+    far; ``replay`` returns the last.
+
+    Attributes:
+        path: The dead-letter file.
+        delivered: Records the sink took in this run (refused ones not included).
+        quarantined: Lines moved to the quarantine file in this run: lines that are not
+            records, and records the sink refused one by one.
+        already_done: Records delivered or quarantined by earlier runs, skipped now.
+        left: Lines not finished: after the run stopped on a failure, every line from
+            the checkpoint on; a last line still being written (no newline yet) counts
+            too. Lines appended after the run began are not counted (the next run takes
+            them). 0 when every line seen is finished.
+        quarantine_path: The quarantine file (JSON Lines; it exists once a line went to it).
+        checkpoint_path: The checkpoint file.
+        offset: Bytes of the file finished (the checkpoint's offset).
+        size: The size of the file when the run began (the run reads up to there).
+        removed: The file and its checkpoint were deleted (``remove=True``, nothing left).
+
+    .. versionadded:: 0.2.0
+    """
+
+    path: str
+    delivered: int
+    quarantined: int
+    already_done: int
+    left: int
+    quarantine_path: str
+    checkpoint_path: str
+    offset: int
+    size: int
+    removed: bool = False
+
+    @property
+    def finished(self) -> bool:
+        """Whether every line seen was delivered or quarantined (``left == 0``)."""
+        return self.left == 0
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_at(file: BinaryIO, start: int, end: int) -> bytes:
+    """Return bytes ``[start, end)`` of ``file``, leaving its position where it was."""
+    position = file.tell()
+    try:
+        file.seek(start)
+        return file.read(end - start)
+    finally:
+        file.seek(position)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Flush ``directory`` to disk, so a rename in it survives a power loss (POSIX only)."""
+    if os.name != "posix":
+        return
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class _Checkpoint:
+    """Where a replay of one file stands: the offset of its first unfinished line.
+
+    ``done`` holds the offsets of finished lines after ``offset`` (a sink that delivered
+    part of a batch and failed on the rest). ``head`` and ``tail`` are digests of the
+    file's first bytes and of the bytes just before ``offset``: a file truncated or
+    replaced since is refused instead of being replayed from the wrong place.
+    """
+
+    __slots__ = ("delivered", "done", "offset", "path", "quarantined", "source")
+
+    def __init__(self, path: str, source: str) -> None:
+        self.path = path
+        self.source = source
+        self.offset = 0
+        self.done: frozenset[int] = frozenset()
+        self.delivered = 0
+        self.quarantined = 0
+
+    def _refuse(self, why: str) -> ReplayCheckpointError:
+        return ReplayCheckpointError(
+            f"replay checkpoint {self.path!r} does not fit {self.source!r}: {why}; if "
+            f"{self.source!r} is a new file, delete {self.path!r} to replay it from the start"
+        )
+
+    def load(self, file: BinaryIO, size: int) -> None:
+        """Read the checkpoint, if there is one, and check it against ``file``.
+
+        Raises:
+            ReplayCheckpointError: It is not a checkpoint, or ``file`` was truncated or
+                replaced since it was written.
+            OSError: It cannot be read.
+        """
+        try:
+            with open(self.path, "rb") as stored:
+                text = stored.read()
+        except FileNotFoundError:
+            return
+        try:
+            state = json.loads(text)
+            if not isinstance(state, dict) or state.get("version") != _CHECKPOINT_VERSION:
+                raise TypeError  # noqa: TRY301 -- one message for every kind of damage
+            offset, done = state["offset"], state["done"]
+            delivered, quarantined = state["delivered"], state["quarantined"]
+            head, tail = state["head"], state["tail"]
+            numbers = [offset, delivered, quarantined, *done]
+            if not all(type(number) is int and number >= 0 for number in numbers):
+                raise TypeError  # noqa: TRY301
+        except (ValueError, TypeError, KeyError):
+            msg = (
+                f"{self.path!r} is not a replay checkpoint (version {_CHECKPOINT_VERSION}) "
+                f"of {self.source!r}: delete it to replay {self.source!r} from the start"
+            )
+            raise ReplayCheckpointError(msg) from None
+        if size < offset:
+            why = (
+                f"the file has {size} bytes, fewer than the {offset} already replayed "
+                "(truncated or replaced since)"
+            )
+            raise self._refuse(why)
+        if (head, tail) != self._fingerprint(file, offset):
+            raise self._refuse("its replayed bytes differ (replaced since)")
+        self.offset, self.done = offset, frozenset(done)
+        self.delivered, self.quarantined = delivered, quarantined
+
+    @staticmethod
+    def _fingerprint(file: BinaryIO, offset: int) -> tuple[str, str]:
+        head = _read_at(file, 0, min(offset, _FINGERPRINT_BYTES))
+        tail = _read_at(file, max(0, offset - _FINGERPRINT_BYTES), offset)
+        return _digest(head), _digest(tail)
+
+    def save(self, file: BinaryIO) -> None:
+        """Write the checkpoint atomically: a temporary file, fsync, rename, fsync the folder."""
+        head, tail = self._fingerprint(file, self.offset)
+        state = {
+            "version": _CHECKPOINT_VERSION,
+            "file": os.path.abspath(self.source),
+            "offset": self.offset,
+            "done": sorted(self.done),
+            "delivered": self.delivered,
+            "quarantined": self.quarantined,
+            "head": head,
+            "tail": tail,
+        }
+        data = json.dumps(state).encode("utf-8")
+        temporary = f"{self.path}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+        descriptor = os.open(temporary, flags, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(descriptor, view) :]
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(temporary, self.path)
+        _fsync_directory(os.path.dirname(os.path.abspath(self.path)))
+
+    def remove(self) -> None:
+        """Delete the checkpoint file (after the dead-letter file: never the other way)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)
+
+
+class _Line:
+    """One complete line of a step: where it starts, and its record or why it is none."""
+
+    __slots__ = ("finished", "poison", "record", "start", "text")
+
+    def __init__(self, start: int, text: bytes) -> None:
+        self.start = start
+        self.text = text
+        self.record: dict[str, Any] | None = None
+        self.poison: str | None = None  # the one-line reason it is not a record
+        self.finished = False
+
+
+def _parse(text: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """Return ``(record, None)`` for a record line, ``(None, reason)`` for any other."""
+    try:
+        entry = json.loads(text.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 ({exc.reason} at byte {exc.start})"
+    except ValueError as exc:
+        return None, f"not JSON ({exc})"
+    if isinstance(entry, dict) and isinstance(entry.get("record"), dict):
+        return entry["record"], None
+    if isinstance(entry, dict) and _ENCODED_KEYS.issubset(entry):
+        return entry, None  # a line of a JsonLinesSink file replays as well
+    return None, 'neither a dead-letter entry ({"record": {...}, ...}) nor an encoded record'
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+class _Awaiter:
+    """Awaits what an async sink returns, on one event loop made for the replay."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def settle(self, result: object) -> None:
+        """Await ``result`` if it is awaitable; raise what it raises.
+
+        Raises:
+            RuntimeError: This thread already runs an event loop (it cannot run two).
+        """
+        if result is None or not inspect.isawaitable(result):
+            return
+        import asyncio
+
+        loop = self._loop
+        if loop is None:
             try:
-                entry = json.loads(line)
-            except ValueError as exc:
-                msg = f"{path}, line {number}: not JSON ({exc})"
-                raise ValueError(msg) from None
-            if isinstance(entry, dict) and isinstance(entry.get("record"), dict):
-                yield entry["record"]
-            elif isinstance(entry, dict) and _ENCODED_KEYS.issubset(entry):
-                yield entry  # a line of a JsonLinesSink file replays as well
+                asyncio.get_running_loop()
+            except RuntimeError:
+                pass
             else:
+                if inspect.iscoroutine(result):
+                    result.close()  # not awaited: no "never awaited" warning on top
                 msg = (
-                    f"{path}, line {number}: neither a dead-letter entry "
-                    '({"record": {...}, ...}) nor an encoded record'
+                    "replay() got an awaitable from the sink but runs in a thread that "
+                    "already runs an event loop; call it from a plain thread, as in "
+                    "'await asyncio.to_thread(replay, path, sink)'"
                 )
-                raise ValueError(msg)
+                raise RuntimeError(msg)
+            loop = self._loop = asyncio.new_event_loop()
+        loop.run_until_complete(_awaited(result))
+
+    def close(self) -> None:
+        """Cancel what an interrupt left running, then close the loop."""
+        loop = self._loop
+        if loop is None:
+            return
+        self._loop = None
+        import asyncio
+
+        try:
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
+async def _awaited(awaitable: Awaitable[object]) -> None:
+    await awaitable
+
+
+def _positions(batch: list[dict[str, Any]], failed: list[Any]) -> list[int] | None:
+    """Return the positions in ``batch`` of the ``failed`` records, or None if one is not in it.
+
+    By identity first (a sink names the objects it was given), else by equality.
+    """
+    by_identity = {id(record): index for index, record in enumerate(batch)}
+    taken: set[int] = set()
+    positions = []
+    for record in failed:
+        index = by_identity.get(id(record))
+        if index is None or index in taken:
+            index = next(
+                (i for i, other in enumerate(batch) if i not in taken and other == record), None
+            )
+        if index is None:
+            return None
+        taken.add(index)
+        positions.append(index)
+    return positions
+
+
+class _Replay:
+    """One run of ``replay``: the file, its checkpoint, the quarantine and the counts."""
+
+    def __init__(
+        self,
+        path: str,
+        sink: Sink,
+        *,
+        batch_size: int,
+        checkpoint_path: str,
+        quarantine_path: str,
+        progress: Callable[[ReplayResult], object] | None,
+    ) -> None:
+        self.path = path
+        self.sink = sink
+        self.batch_size = batch_size
+        self.checkpoint = _Checkpoint(checkpoint_path, path)
+        self.quarantine_path = quarantine_path
+        self.quarantine: JsonLinesSink | None = None  # opened at its first line
+        self.progress = progress
+        self.awaiter = _Awaiter()
+        self.delivered = 0
+        self.quarantined = 0
+        self.already_done = 0
+        self.left = 0
+        self.size = 0
+
+    def result(self, *, removed: bool = False) -> ReplayResult:
+        return ReplayResult(
+            path=self.path,
+            delivered=self.delivered,
+            quarantined=self.quarantined,
+            already_done=self.already_done,
+            left=self.left,
+            quarantine_path=self.quarantine_path,
+            checkpoint_path=self.checkpoint.path,
+            offset=self.checkpoint.offset,
+            size=self.size,
+            removed=removed,
+        )
+
+    def _report_progress(self) -> None:
+        if self.progress is not None:
+            self.progress(self.result())
+
+    def run(self, file: BinaryIO) -> None:
+        """Replay from the checkpoint to the size seen now; raise on a batch that failed."""
+        self.size = os.fstat(file.fileno()).st_size
+        checkpoint = self.checkpoint
+        checkpoint.load(file, self.size)
+        self.already_done = checkpoint.delivered + checkpoint.quarantined
+        self.left = self._count_lines(file, checkpoint.offset) - sum(
+            1 for start in checkpoint.done if start < self.size
+        )
+        self._report_progress()
+        file.seek(checkpoint.offset)
+        position = checkpoint.offset
+        while True:
+            lines, position = self._read_step(file, position)
+            if not lines:
+                return
+            self._finish_step(file, lines, position)
+            self._report_progress()
+
+    def _count_lines(self, file: BinaryIO, offset: int) -> int:
+        """Lines in ``[offset, size)``, a last one without a newline included."""
+        file.seek(offset)
+        remaining = self.size - offset
+        count = 0
+        last = b"\n"
+        while remaining > 0:
+            chunk = file.read(min(_COUNT_CHUNK, remaining))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+            remaining -= len(chunk)
+        return count + (last != b"\n")
+
+    def _read_step(self, file: BinaryIO, position: int) -> tuple[list[_Line], int]:
+        """Read up to ``batch_size`` complete lines from ``position``; return them and the end.
+
+        A last line without its newline is not read: a writer may still be appending it.
+        """
+        lines: list[_Line] = []
+        done = self.checkpoint.done
+        while len(lines) < self.batch_size and position < self.size:
+            text = file.readline(self.size - position)
+            if not text.endswith(b"\n"):
+                file.seek(position)  # not yet a line: left for the next run
+                break
+            line = _Line(position, text)
+            position += len(text)
+            if line.start in done or not text.strip():
+                line.finished = True  # delivered by an earlier run, or blank
+            else:
+                line.record, line.poison = _parse(text)
+            lines.append(line)
+        return lines, position
+
+    def _finish_step(self, file: BinaryIO, lines: list[_Line], end: int) -> None:
+        """Send the records of ``lines``, quarantine what must be, then move the checkpoint.
+
+        Raises:
+            Exception: The sink failed on the batch (or, saying so, on part of it); the
+                checkpoint is past every line finished before it.
+        """
+        pending = [line for line in lines if line.record is not None and not line.finished]
+        batch = [line.record for line in pending if line.record is not None]
+        refused: list[tuple[_Line, str]] = []
+        failure: BaseException | None = None
+        if batch:
+            try:
+                self.awaiter.settle(self.sink(batch))
+            except FailedRecordsError as partial:
+                failed = partial.failed_in(batch)
+                positions = None if failed is batch else _positions(batch, failed)
+                if positions is None or len(positions) == len(batch):
+                    raise  # nothing delivered: a failure of the whole batch
+                failing = {index: pending[index] for index in positions}
+                if getattr(partial, "retryable", False) is True:
+                    failure = partial  # a passing failure (HTTP 503): the next run retries
+                else:
+                    why = partial if partial.cause is None else partial.cause
+                    reason = f"refused by the sink: {_one_line(_describe(why))}"
+                    refused = [(line, reason) for line in failing.values()]
+                for index, line in enumerate(pending):
+                    line.finished = index not in failing
+            else:
+                for line in pending:
+                    line.finished = True
+        delivered = sum(1 for line in pending if line.finished)
+        poison = [(line, line.poison) for line in lines if line.poison is not None]
+        self._quarantine([*poison, *refused])  # before the checkpoint: never lost
+        for line, _ in (*poison, *refused):
+            line.finished = True
+        self._move_checkpoint(file, lines, end, delivered, len(poison) + len(refused))
+        if failure is not None:
+            self._report_progress()  # the delivered part is on disk: say so before stopping
+            raise failure
+
+    def _quarantine(self, entries: list[tuple[_Line, str | None]]) -> None:
+        if not entries:
+            return
+        quarantine = self.quarantine
+        if quarantine is None:
+            quarantine = self.quarantine = JsonLinesSink(self.quarantine_path, fsync=True)
+        now = rfc3339(time.time())
+        quarantine.write_json(
+            {
+                **(
+                    {"record": line.record}
+                    if line.record is not None
+                    else {"line": line.text.decode("utf-8", "replace").rstrip("\r\n")}
+                ),
+                "reason": reason,
+                "source": self.path,
+                "offset": line.start,
+                "quarantined_at": now,
+            }
+            for line, reason in entries
+        )
+
+    def _move_checkpoint(
+        self, file: BinaryIO, lines: list[_Line], end: int, delivered: int, quarantined: int
+    ) -> None:
+        checkpoint = self.checkpoint
+        unfinished = [line.start for line in lines if not line.finished]
+        offset = unfinished[0] if unfinished else end
+        finished_after = {line.start for line in lines if line.finished and line.start > offset}
+        previous = checkpoint.offset, checkpoint.done, checkpoint.delivered
+        checkpoint.offset = offset
+        checkpoint.done = frozenset(finished_after | {s for s in checkpoint.done if s >= end})
+        checkpoint.delivered += delivered
+        checkpoint.quarantined += quarantined
+        try:
+            checkpoint.save(file)
+        except BaseException:
+            # Not on disk: what this step did stays in doubt, and is not counted as done.
+            checkpoint.offset, checkpoint.done, checkpoint.delivered = previous
+            checkpoint.quarantined -= quarantined
+            raise
+        self.delivered += delivered
+        self.quarantined += quarantined
+        self.left -= sum(1 for line in lines if line.finished and line.start not in previous[1])
+
+    def close(self) -> None:
+        try:
+            self.awaiter.close()
+        finally:
+            if self.quarantine is not None:
+                self.quarantine.close()
 
 
 def replay(
@@ -369,49 +893,102 @@ def replay(
     *,
     batch_size: int = 500,
     remove: bool = False,
-) -> int:
-    """Feed the records stored in a dead-letter file to ``sink``, in batches, in order.
+    checkpoint_path: StrPath | None = None,
+    quarantine_path: StrPath | None = None,
+    progress: Callable[[ReplayResult], object] | None = None,
+) -> ReplayResult:
+    """Feed the records of a dead-letter file to ``sink`` in batches, in order, exactly once.
 
-    Every line is checked before the first batch is sent, so a damaged file (say, a last
-    line cut short by a crash) sends nothing. The records are already encoded, and
-    every sink in ``batchlog.sinks`` takes them as they are. Lines written by a
-    ``batchlog.sinks.JsonLinesSink`` (bare encoded records) replay too.
+    Resumable: after each batch, a checkpoint file (``checkpoint_path``) records how far
+    the file is finished, written atomically (a temporary file, fsync, rename). A replay
+    that is interrupted (``KeyboardInterrupt``, a crash) or stops on a failing sink never
+    sends again what was delivered: the next run starts at the checkpoint. Only the batch
+    in flight at a crash or interrupt is in doubt: the sink may have stored it before the
+    checkpoint moved, and then the next run sends it again. Run twice, the second run
+    sends nothing; records appended to the file since are sent by the next run.
+
+    Lines that are not records (not UTF-8, not JSON, not a dead-letter envelope nor an
+    encoded record) and records the sink refuses one by one (it raises
+    ``batchlog.FailedRecordsError`` naming some of the batch) go to the quarantine file,
+    each with a one-line ``reason``; the rest of the batch counts as delivered and the
+    replay goes on. A quarantined record keeps its ``{"record": ...}`` form, so the
+    quarantine file replays too. A last line without its newline is left alone: a
+    writer may still be appending it (it counts in ``left``).
+
+    The sink failing on the whole batch (any other exception, a ``FailedRecordsError``
+    naming every record or None, or one the sink marks ``retryable``, as
+    ``batchlog.sinks.DeliveryError`` does for a 503 or a lost connection) stops the
+    replay: the checkpoint stays after the last record delivered, the exception is
+    raised, and the next run resumes there. A sink that returns an awaitable (an
+    ``async def`` sink) is awaited on an event loop made for this replay and closed at
+    its end. The records are already encoded, and every sink in ``batchlog.sinks``
+    takes them as they are. Lines of a ``batchlog.sinks.JsonLinesSink`` file (bare
+    encoded records) replay too.
 
     Args:
         path: The dead-letter file.
-        sink: Any sink: a callable taking a list of records. It is not closed.
-        batch_size: Most records per call of ``sink``.
-        remove: Delete the file once every batch was delivered. Replay a file no running
-            ``FallbackSink`` is still appending to (rotate it first), or records
-            appended during the replay go with it.
+        sink: Any sink: a callable taking a list of records (it may be async). It is
+            not closed.
+        batch_size: Most lines per batch (records sent, plus lines quarantined).
+        remove: Once every line is finished and nothing was appended meanwhile, delete
+            the file, then its checkpoint (the quarantine file stays). Replay a file no
+            running ``FallbackSink`` is still appending to (rotate it first), or records
+            appended between the last read and the removal go with it.
+        checkpoint_path: The checkpoint file; default ``path + ".checkpoint"``.
+        quarantine_path: The quarantine file (JSON Lines, appended, fsynced); default
+            ``path + ".quarantine.jsonl"``.
+        progress: Called with a ``ReplayResult`` (the counts so far) once at the start
+            and after each batch, once the checkpoint is on disk. What it raises stops
+            the replay (nothing in doubt then) and is raised.
 
     Returns:
-        The number of records delivered.
+        A ``ReplayResult``: records delivered and quarantined in this run, records
+        finished by earlier runs, lines left, and the paths.
 
     Raises:
-        ValueError: A line is not JSON, or holds neither an envelope nor a record; or
-            ``batch_size`` is below 1. Nothing was sent.
-        OSError: The file cannot be read (or removed).
-        Exception: What ``sink`` raised. Batches before it were delivered (and would
-            be again by another replay); the file is left in place.
+        ValueError: ``batch_size`` is below 1.
+        ReplayCheckpointError: The checkpoint does not fit the file (truncated or
+            replaced since) or is damaged. Nothing was sent. Also a ``ValueError``.
+        OSError: The file cannot be read, or the checkpoint or quarantine written.
+        RuntimeError: The sink returned an awaitable, and this thread runs an event
+            loop already.
+        Exception: What ``sink`` raised on a whole batch. The checkpoint is after
+            every record delivered before it; the file is left in place.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       Exactly once and resumable (``checkpoint_path``); poison lines and refused
+       records are quarantined (``quarantine_path``) instead of stopping it; async
+       sinks; ``progress``; returns a ``ReplayResult`` (it returned the count delivered).
     """
     check_int("batch_size", batch_size, low=1)
     file_path = os.fspath(path)
-    for _ in _records(file_path):
-        pass  # validate every line before anything is sent
-    delivered = 0
-    batch: list[dict[str, Any]] = []
-    for record in _records(file_path):
-        batch.append(record)
-        if len(batch) >= batch_size:
-            sink(batch)
-            delivered += len(batch)
-            batch = []
-    if batch:
-        sink(batch)
-        delivered += len(batch)
-    if remove:
-        os.remove(file_path)
-    return delivered
+    checkpoint_file = (
+        f"{file_path}.checkpoint" if checkpoint_path is None else os.fspath(checkpoint_path)
+    )
+    quarantine_file = (
+        f"{file_path}.quarantine.jsonl" if quarantine_path is None else os.fspath(quarantine_path)
+    )
+    for what, name in (("checkpoint_path", checkpoint_file), ("quarantine_path", quarantine_file)):
+        if os.path.abspath(name) == os.path.abspath(file_path):
+            msg = f"{what} {name!r} is the dead-letter file itself; give another path"
+            raise ValueError(msg)
+        check_file_path(name, what=what)  # now, not after the first batch was sent
+    run = _Replay(
+        file_path,
+        sink,
+        batch_size=batch_size,
+        checkpoint_path=checkpoint_file,
+        quarantine_path=quarantine_file,
+        progress=progress,
+    )
+    try:
+        with open(file_path, "rb") as file:
+            run.run(file)
+    finally:
+        run.close()
+    if remove and run.left == 0 and os.path.getsize(file_path) == run.checkpoint.offset:
+        os.remove(file_path)  # first: a checkpoint left without its file replays nothing
+        run.checkpoint.remove()
+        return run.result(removed=True)
+    return run.result()
