@@ -6,20 +6,20 @@ import json
 import logging
 import sys
 import time
+from typing import Any, Callable
 
 import pytest
 
-from batchlog.sinks import encode_record
-from batchlog.sinks._http_encoders import (
-    ElasticsearchBulkEncoder,
+from batchlog.sinks import (
+    BulkEncoder,
+    JSONEncoder,
     LokiEncoder,
-    OTLPLogsEncoder,
-    encode_json_array,
-    encode_ndjson,
-    make_encoder,
-    severity_number,
-    timestamp_nanoseconds,
+    NDJSONEncoder,
+    OTLPEncoder,
+    encode_record,
 )
+from batchlog.sinks import _encode as encode_module
+from batchlog.sinks.encoders import encoder_named, severity_number, timestamp_nanoseconds
 
 # 2026-11-27T05:27:12.123456Z
 CREATED = 1795757232.123456
@@ -84,7 +84,7 @@ def test_timestamp_nanoseconds_of_unreadable_value_is_now() -> None:
 def test_ndjson_is_one_object_per_line_with_trailing_newline() -> None:
     """NDJSON: each record on its own line, every line ends in a newline."""
     records = encoded(make_log_record(), {"event": "e", "level": "info"})
-    body, content_type = encode_ndjson(records)
+    body, content_type = NDJSONEncoder()(records)
     assert content_type == "application/x-ndjson"
     assert body.endswith(b"\n")
     assert records == [json.loads(line) for line in body.decode().splitlines()]
@@ -93,7 +93,7 @@ def test_ndjson_is_one_object_per_line_with_trailing_newline() -> None:
 def test_json_array_holds_all_records() -> None:
     """The JSON encoder sends one array of the records."""
     records = encoded(make_log_record(), make_log_record("second", ()))
-    body, content_type = encode_json_array(records)
+    body, content_type = JSONEncoder()(records)
     assert content_type == "application/json"
     assert records == json.loads(body)
 
@@ -161,7 +161,7 @@ def test_loki_stream_without_labels_gets_a_job_label() -> None:
 def test_bulk_body_is_action_and_source_pairs(action: str) -> None:
     """_bulk: action line then document per record, every line JSON, trailing newline."""
     records = encoded(make_log_record(), {"event": "e", "level": "warning"})
-    body, content_type = ElasticsearchBulkEncoder("logs-app", action)(records)
+    body, content_type = BulkEncoder("logs-app", action)(records)
     assert content_type == "application/x-ndjson"
     assert body.endswith(b"\n")
     lines = [json.loads(line) for line in body.decode().split("\n")[:-1]]
@@ -175,7 +175,7 @@ def test_bulk_body_is_action_and_source_pairs(action: str) -> None:
 def test_bulk_rejects_an_unknown_action() -> None:
     """Only create and index are valid _bulk actions for new documents."""
     with pytest.raises(ValueError, match="create"):
-        ElasticsearchBulkEncoder(action="update")
+        BulkEncoder(action="update")
 
 
 def test_bulk_check_response_reports_refused_documents() -> None:
@@ -187,12 +187,12 @@ def test_bulk_check_response_reports_refused_documents() -> None:
             {"create": {"status": 400, "error": {"type": "mapper_parsing_exception"}}},
         ],
     }
-    problem = ElasticsearchBulkEncoder.check_response(json.dumps(answer).encode())
+    problem = BulkEncoder.check_response(json.dumps(answer).encode())
     assert problem is not None
     assert "1 of 2" in problem
     assert "mapper_parsing_exception" in problem
-    assert ElasticsearchBulkEncoder.check_response(b'{"errors":false,"items":[]}') is None
-    assert ElasticsearchBulkEncoder.check_response(b"not json") is None
+    assert BulkEncoder.check_response(b'{"errors":false,"items":[]}') is None
+    assert BulkEncoder.check_response(b"not json") is None
 
 
 # --------------------------------------------------------------------------- OTLP
@@ -250,7 +250,7 @@ def test_otlp_body_parses_with_the_official_schema() -> None:
         ctx={"k": "v"},
         huge=2**70,
     )
-    encoder = OTLPLogsEncoder(service_name="api", resource_attributes={"env": "prod"})
+    encoder = OTLPEncoder(service_name="api", resource_attributes={"env": "prod"})
     body, content_type = encoder(encoded(record))
     assert content_type == "application/json"
     request = parse_otlp(body)
@@ -299,7 +299,7 @@ def test_otlp_body_of_structlog_events_parses() -> None:
         },
         {"event": {"structured": 1}},
     )
-    request = parse_otlp(OTLPLogsEncoder()(events)[0])
+    request = parse_otlp(OTLPEncoder()(events)[0])
     first, second = request.resource_logs[0].scope_logs[0].log_records
     assert first.time_unix_nano == CREATED_NS
     assert first.severity_number == 13
@@ -331,19 +331,141 @@ def test_otlp_body_of_structlog_events_parses() -> None:
         ("otlp", "application/json"),
     ],
 )
-def test_make_encoder_by_name(name: str, kind: str) -> None:
+def test_encoder_named_by_name(name: str, kind: str) -> None:
     """Every encoder name (any case) gives an encoder producing its content type."""
-    body, content_type = make_encoder(name)(encoded(make_log_record()))
+    body, content_type = encoder_named(name)(encoded(make_log_record()))
     assert kind == content_type
     assert body
 
 
-def test_make_encoder_passes_a_callable_through_and_refuses_unknown_names() -> None:
-    """A callable is the encoder; an unknown name raises ValueError listing the names."""
+def test_encoder_named_refuses_unknown_names_listing_the_valid_ones() -> None:
+    """An unknown name raises ValueError listing the names and pointing at the classes."""
+    with pytest.raises(ValueError, match=r"'loki'.*LokiEncoder") as raised:
+        encoder_named("syslog")
+    assert "'syslog'" in str(raised.value)
 
-    def custom(records: list[dict[str, object]]) -> tuple[bytes, str]:
-        return b"x", "text/plain"
 
-    assert make_encoder(custom) is custom
-    with pytest.raises(ValueError, match="'loki'"):
-        make_encoder("syslog")
+# --------------------------------------------------------------------------- the classes
+
+ALL_ENCODERS = [NDJSONEncoder(), JSONEncoder(), LokiEncoder(), BulkEncoder(), OTLPEncoder()]
+
+
+@pytest.mark.parametrize("encoder", ALL_ENCODERS, ids=repr)
+def test_encoders_are_slotted_and_repr_their_settings(encoder: object) -> None:
+    """Each encoder is a small slotted class whose repr rebuilds it."""
+    assert not hasattr(encoder, "__dict__")
+    assert repr(encoder).startswith(f"{type(encoder).__name__}(")
+
+
+def test_encoder_reprs_show_the_settings() -> None:
+    """The repr names every setting, so a report says which encoder was used."""
+    assert (
+        repr(LokiEncoder(labels="tenant", static_labels={"job": "api"}))
+        == "LokiEncoder(labels=('tenant',), static_labels={'job': 'api'})"
+    )
+    assert (
+        repr(BulkEncoder(index="logs-app", action="index"))
+        == "BulkEncoder(index='logs-app', action='index')"
+    )
+    assert repr(OTLPEncoder(service_name="api")) == "OTLPEncoder(resource={'service.name': 'api'})"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: LokiEncoder(labels=3), "labels must be a string or a list of strings"),  # type: ignore[arg-type]
+        (lambda: LokiEncoder(labels=["a", 1]), "labels must be"),  # type: ignore[list-item]
+        (lambda: LokiEncoder(static_labels=["job"]), "static_labels must be a mapping"),  # type: ignore[arg-type]
+        (lambda: OTLPEncoder(resource="svc"), "resource must be a mapping"),
+        (lambda: OTLPEncoder(service_name=3), "service_name must be a string"),  # type: ignore[arg-type]
+        (lambda: OTLPEncoder(resource_attributes=[1]), "resource must be a mapping"),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_encoder_settings_raise_type_error_naming_them(
+    make: Callable[[], object], message: str
+) -> None:
+    """A setting of the wrong type fails at construction, naming the setting."""
+    with pytest.raises(TypeError, match=message):
+        make()
+
+
+def test_bulk_rejects_an_empty_index() -> None:
+    """The index must be a non-empty string."""
+    with pytest.raises(ValueError, match="index must be a non-empty string"):
+        BulkEncoder(index="")
+
+
+def test_otlp_resource_from_a_mapping_or_an_sdk_resource() -> None:
+    """resource= takes attributes or an OpenTelemetry Resource; service.name has a default."""
+    from opentelemetry.sdk.resources import Resource
+
+    def resource_of(encoder: OTLPEncoder) -> dict[str, str]:
+        request = parse_otlp(encoder(encoded(make_log_record()))[0])
+        attributes = request.resource_logs[0].resource.attributes  # type: ignore[attr-defined]
+        return {kv.key: kv.value.string_value for kv in attributes}
+
+    assert resource_of(OTLPEncoder(resource={"env": "prod"})) == {
+        "env": "prod",
+        "service.name": "unknown_service",
+    }
+    sdk_resource = Resource.create({"service.name": "checkout", "env": "prod"})
+    from_sdk = resource_of(OTLPEncoder(resource=sdk_resource))
+    assert from_sdk["service.name"] == "checkout"
+    assert from_sdk["env"] == "prod"
+    assert dict(sdk_resource.attributes) == from_sdk
+
+
+def test_otlp_resource_and_its_shorthands_are_exclusive() -> None:
+    """resource= with service_name= or resource_attributes= is refused: which would win?"""
+    with pytest.raises(ValueError, match="either resource or service_name"):
+        OTLPEncoder(resource={"a": "b"}, service_name="api")
+    with pytest.raises(ValueError, match="either resource or service_name"):
+        OTLPEncoder(resource={"a": "b"}, resource_attributes={"c": "d"})
+
+
+def test_otlp_encoder_takes_keyword_arguments_only() -> None:
+    """OTLPEncoder("api") would be ambiguous (resource or service name?): keywords only."""
+    with pytest.raises(TypeError):
+        OTLPEncoder("api")  # type: ignore[misc]
+
+
+HOSTILE = {
+    "text": "caf\u00e9 \U0001f600 \x00 nul",
+    "surrogate": "\ud800 alone",
+    "huge": 2**80,
+    "nan": float("nan"),
+    "nested": {"a": [1, 2.5, True, None, {"b": "c"}]},
+    "bytes": b"\xff\x00",
+}
+
+
+@pytest.mark.parametrize("encoder", ALL_ENCODERS, ids=repr)
+def test_every_encoder_writes_the_same_body_with_and_without_orjson(
+    encoder: Callable[[list[dict[str, object]]], tuple[bytes, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bodies go through json_bytes: orjson (when installed) and the plain path agree."""
+    pytest.importorskip("orjson")
+    records = encoded(make_log_record(**HOSTILE), {"event": "e", **HOSTILE})
+
+    def body(use_orjson: bool | None) -> tuple[bytes, str]:
+        monkeypatch.setattr(encode_module, "_use_orjson", use_orjson)
+        result = encoder(records)
+        if use_orjson is None:
+            assert encode_module._use_orjson is True  # orjson really wrote it
+        return result
+
+    fast, plain = body(None), body(False)
+    assert plain[1] == fast[1]
+    if isinstance(encoder, OTLPEncoder):  # observedTimeUnixNano is the time of encoding
+        assert _without_observed(json.loads(plain[0])) == _without_observed(json.loads(fast[0]))
+    else:
+        assert plain[0] == fast[0]
+
+
+def _without_observed(request: dict[str, Any]) -> dict[str, Any]:
+    for resource_logs in request["resourceLogs"]:
+        for scope_logs in resource_logs["scopeLogs"]:
+            for log_record in scope_logs["logRecords"]:
+                log_record.pop("observedTimeUnixNano")
+    return request

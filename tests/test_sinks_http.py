@@ -24,7 +24,16 @@ from typing import Any, Callable
 import pytest
 
 from batchlog import BatchlogError, BatchWriter, FailedRecordsError
-from batchlog.sinks import FallbackSink, HTTPSink, replay
+from batchlog.sinks import (
+    BulkEncoder,
+    FallbackSink,
+    HTTPSink,
+    JSONEncoder,
+    LokiEncoder,
+    NDJSONEncoder,
+    OTLPEncoder,
+    replay,
+)
 from batchlog.sinks.http import DeliveryError, retry_after_seconds
 
 TOKEN = "s3cr3t-t0ken-value"  # noqa: S105 -- a fake token the tests look for
@@ -427,7 +436,11 @@ def test_bulk_item_refusals_fail_only_those_records(
     FallbackSink(sink, dead)(batch)
     lines = [json.loads(line)["record"]["message"] for line in dead.read_text().splitlines()]
     assert lines == [batch[7]["event"]]
-    assert replay(dead, sink) == 1
+    requests_before = len(server.requests)
+    replay(dead, sink)
+    (replayed,) = server.requests[requests_before:]
+    documents = [json.loads(line) for line in replayed.body.splitlines()[1::2]]
+    assert [batch[7]["event"]] == [document["message"] for document in documents]
 
 
 def test_bulk_answer_that_does_not_match_its_body_fails_the_whole_body(
@@ -672,7 +685,12 @@ def test_close_is_idempotent_and_later_calls_fail(
         ({"url": "http://h/", "max_attempts": 0}, "max_attempts"),
         ({"url": "http://h/", "read_timeout": -1}, "read_timeout"),
         ({"url": "http://h/", "connect_timeout": 0}, "connect_timeout"),
-        ({"url": "http://h/", "bulk_action": "update", "encoder": "elasticsearch"}, "create"),
+        (
+            {"url": "http://h/", "encoder": {"()": "batchlog.sinks.BulkEncoder", "action": "x"}},
+            "create",
+        ),
+        ({"url": "http://h/", "encoder": "batchlog.sinks.NoSuchEncoder"}, "encoder"),
+        ({"url": "http://h/", "encoder": {"labels": ["level"]}}, "'\\(\\)'"),
     ],
 )
 def test_bad_settings_raise_value_error(kwargs: dict[str, Any], message: str) -> None:
@@ -762,7 +780,7 @@ def test_otlp_end_to_end_parses_with_the_official_schema(
         ExportLogsServiceRequest,
     )
 
-    sink = make_sink(server.url("/v1/logs"), encoder="otlp", service_name="checkout")
+    sink = make_sink(server.url("/v1/logs"), encoder=OTLPEncoder(service_name="checkout"))
     handler = make_handler(sink)
     make_logger(handler).warning("low stock: %d", 3)
     assert handler.writer.flush(10)
@@ -821,3 +839,233 @@ def test_no_retry_starts_after_max_retry_time(
         make_sink(server.url(), max_attempts=5, max_retry_time=1.0)(events(1))
     assert sleeps == []
     assert len(server.requests) == 1
+
+
+# --------------------------------------------------------------------------- encoders
+
+
+def test_encoder_instance_configures_the_body(
+    server: Server, make_sink: Callable[..., HTTPSink]
+) -> None:
+    """An encoder instance carries its own settings: Loki labels, here."""
+    encoder = LokiEncoder(labels=["n"], static_labels={"job": "api"})
+    sink = make_sink(server.url("/loki/api/v1/push"), encoder=encoder)
+    sink(events(2))
+    streams = json.loads(server.requests[0].body)["streams"]
+    assert [s["stream"] for s in streams] == [{"job": "api", "n": "0"}, {"job": "api", "n": "1"}]
+    assert sink.encoder is encoder
+    assert "encoder=LokiEncoder(labels=('n',)" in repr(sink)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("ndjson", NDJSONEncoder),
+        ("json", JSONEncoder),
+        ("Loki", LokiEncoder),
+        ("elasticsearch", BulkEncoder),
+        ("opensearch", BulkEncoder),
+        ("otlp", OTLPEncoder),
+    ],
+)
+def test_shorthand_names_make_the_default_encoders(name: str, kind: type) -> None:
+    """Each shorthand (any case) is its class with the default settings."""
+    assert type(HTTPSink("http://h/", encoder=name).encoder) is kind
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        LokiEncoder,
+        "batchlog.sinks.LokiEncoder",
+        "batchlog.sinks.encoders:LokiEncoder",
+        {"()": lambda: LokiEncoder},
+    ],
+    ids=["class", "dotted", "colon", "factory-returning-a-class"],
+)
+def test_encoder_given_as_a_class_is_refused_with_the_build_hint(spec: object) -> None:
+    """A class is not an encoder (calling it with records would build one): say '()'."""
+    with pytest.raises(TypeError, match=r"not the class .*LokiEncoder.*'\(\)'") as raised:
+        HTTPSink("http://h/", encoder=spec)  # type: ignore[arg-type]
+    assert "LokiEncoder(...)" in str(raised.value)
+
+
+def test_encoder_that_is_not_callable_is_refused() -> None:
+    """Something that cannot be called with records fails at construction."""
+    with pytest.raises(TypeError, match="encoder must be"):
+        HTTPSink("http://h/", encoder=42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "removed",
+    [
+        {"loki_labels": ["level"]},
+        {"loki_static_labels": {"job": "api"}},
+        {"index": "logs"},
+        {"bulk_action": "index"},
+        {"service_name": "api"},
+        {"resource_attributes": {"env": "prod"}},
+    ],
+)
+def test_encoder_options_are_no_longer_sink_options(removed: dict[str, Any]) -> None:
+    """The per-encoder options moved to the encoder classes: the sink refuses them."""
+    with pytest.raises(TypeError, match=next(iter(removed))):
+        HTTPSink("http://h/", **removed)
+
+
+def test_dictconfig_builds_a_nested_encoder(server: Server) -> None:
+    """dictConfig: the sink's "encoder" may be a "()" mapping of plain values."""
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {
+                "http": {
+                    "class": "batchlog.BatchingHandler",
+                    "sink": {
+                        "()": "batchlog.sinks.HTTPSink",
+                        "url": server.url("/loki/api/v1/push"),
+                        "encoder": {
+                            "()": "batchlog.sinks.LokiEncoder",
+                            "labels": ["level"],
+                            "static_labels": {"job": "api"},
+                        },
+                    },
+                    "capacity": 10,
+                    "flush_interval": 60,
+                }
+            },
+            "loggers": {"batchlog-tests.nested": {"handlers": ["http"], "level": "INFO"}},
+        }
+    )
+    logger = logging.getLogger("batchlog-tests.nested")
+    (handler,) = logger.handlers
+    try:
+        logger.propagate = False
+        logger.warning("configured")
+        assert handler.writer.flush(10)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+        handler.close()
+    (stream,) = json.loads(server.requests[0].body)["streams"]
+    assert stream["stream"] == {"job": "api", "level": "WARNING"}
+    assert json.loads(stream["values"][0][1])["message"] == "configured"
+
+
+def test_dictconfig_encoder_given_as_a_class_fails_the_configuration() -> None:
+    """dictConfig with "encoder": "batchlog.sinks.LokiEncoder" fails at once, not per batch."""
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {
+            "http": {
+                "class": "batchlog.BatchingHandler",
+                "sink": {
+                    "()": "batchlog.sinks.HTTPSink",
+                    "url": "http://127.0.0.1:9/",
+                    "encoder": "batchlog.sinks.LokiEncoder",
+                },
+            }
+        },
+    }
+    with pytest.raises(ValueError, match="http") as raised:
+        logging.config.dictConfig(config)
+    causes = []
+    cause: BaseException | None = raised.value
+    while cause is not None:
+        causes.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    assert any("'()': 'batchlog.sinks.LokiEncoder'" in text for text in causes), causes
+
+
+# --------------------------------------------------------------------------- httpx's logging
+
+
+@pytest.fixture
+def httpx_records() -> Iterator[list[logging.LogRecord]]:
+    """Every record httpx and httpcore log (DEBUG and up), as the handlers see them."""
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    keep = Keep()
+    loggers = [logging.getLogger(name) for name in ("httpx", "httpcore")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(keep)
+        logger.setLevel(logging.DEBUG)
+    yield seen
+    for logger, level in zip(loggers, levels):
+        logger.removeHandler(keep)
+        logger.setLevel(level)
+
+
+def test_httpx_and_httpcore_records_are_redacted(
+    server: Server,
+    make_sink: Callable[..., HTTPSink],
+    httpx_records: list[logging.LogRecord],
+) -> None:
+    """httpx's "HTTP Request: POST ...?api_key=..." and httpcore's DEBUG lines show ***."""
+    server.answer(Reply(503, headers={"X-Echo": f"Bearer {TOKEN}"}), Reply(200))
+    sink = secret_sink(make_sink, server)
+    sink(events(1))
+    assert len(server.requests) == 2
+    texts = [record.getMessage() for record in httpx_records]
+    requests = [text for text in texts if text.startswith("HTTP Request: POST")]
+    assert len(requests) == 2
+    assert all("api_key=***" in text for text in requests), requests
+    assert any(record.name.startswith("httpcore.") for record in httpx_records)
+    echoed = [text for text in texts if "X-Echo" in text]
+    assert echoed  # httpcore's receive_response_headers line holds the echoed header
+    assert all("(b'X-Echo', b'***')" in text for text in echoed), echoed
+    for text in texts:
+        assert TOKEN not in text
+        assert PASSWORD not in text
+
+
+def test_log_filter_is_there_while_the_sink_has_a_client(
+    server: Server, make_sink: Callable[..., HTTPSink]
+) -> None:
+    """The filter goes on httpx's loggers with the client and comes off at close()."""
+    sink = secret_sink(make_sink, server)
+
+    def filtered() -> list[str]:
+        return [
+            name
+            for name in ("httpx", "httpcore.http11", "httpcore.connection")
+            if any(f is sink._log_filter for f in logging.getLogger(name).filters)
+        ]
+
+    assert filtered() == []
+    sink(events(1))
+    assert filtered() == ["httpx", "httpcore.http11", "httpcore.connection"]
+    sink.close()
+    assert filtered() == []
+    sink.reopen()
+    sink(events(1))
+    assert len(filtered()) == 3
+
+
+def test_percent_encoded_query_secret_is_redacted_as_httpx_writes_it(
+    server: Server,
+    make_sink: Callable[..., HTTPSink],
+    httpx_records: list[logging.LogRecord],
+) -> None:
+    """A query value with characters httpx %-encodes is redacted in its logged form too."""
+    secret = "tok en/+=&x"  # noqa: S105 -- a fake token
+    from urllib.parse import quote
+
+    url = server.url("/ingest?key=" + quote(secret, safe=""))
+    server.answer(Reply(401, body=b"denied"))
+    sink = make_sink(url)
+    with pytest.raises(DeliveryError) as raised:
+        sink(events(1))
+    texts = [record.getMessage() for record in httpx_records]
+    texts += [str(raised.value), repr(sink)]
+    assert any("key=***" in text for text in texts)
+    for text in texts:
+        assert quote(secret, safe="") not in text
+        assert secret not in text

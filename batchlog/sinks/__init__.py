@@ -16,6 +16,11 @@ and a child made by ``os.fork()`` opens its own files, connections and clients.
                             ``replay`` feeds such a file to any sink
 ==========================  ======================================================
 
+``HTTPSink(encoder=...)`` takes one of the encoders of ``batchlog.sinks.encoders``, all
+exported here: ``NDJSONEncoder``, ``JSONEncoder``, ``LokiEncoder``, ``BulkEncoder``
+(Elasticsearch/OpenSearch ``_bulk``), ``OTLPEncoder``; ``Encoder`` and
+``CheckingEncoder`` are the protocols a custom one keeps.
+
 Submodules are imported when a name is first used, so ``import batchlog.sinks`` pulls
 in neither sqlite3 nor any network library.
 
@@ -31,6 +36,15 @@ if TYPE_CHECKING:
     from .._types import ClosableSink, Sink
     from ._base import SinkBase
     from ._encode import FIELDS, encode_record, to_json
+    from .encoders import (
+        BulkEncoder,
+        CheckingEncoder,
+        Encoder,
+        JSONEncoder,
+        LokiEncoder,
+        NDJSONEncoder,
+        OTLPEncoder,
+    )
     from .fallback import FallbackMetrics, FallbackSink, replay
     from .forward import HandlerSink
     from .http import DeliveryError, HTTPSink
@@ -40,13 +54,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FIELDS",
+    "BulkEncoder",
+    "CheckingEncoder",
     "ClosableSink",
     "DeliveryError",
+    "Encoder",
     "FallbackMetrics",
     "FallbackSink",
     "HTTPSink",
     "HandlerSink",
+    "JSONEncoder",
     "JsonLinesSink",
+    "LokiEncoder",
+    "NDJSONEncoder",
+    "OTLPEncoder",
     "PostgresSink",
     "SQLiteSink",
     "Sink",
@@ -68,6 +89,13 @@ _WHERE = {
     "replay": ".fallback",
     "HandlerSink": ".forward",
     "HTTPSink": ".http",
+    "BulkEncoder": ".encoders",
+    "CheckingEncoder": ".encoders",
+    "Encoder": ".encoders",
+    "JSONEncoder": ".encoders",
+    "LokiEncoder": ".encoders",
+    "NDJSONEncoder": ".encoders",
+    "OTLPEncoder": ".encoders",
     "DeliveryError": ".http",
     "JsonLinesSink": ".jsonl",
     "PostgresSink": ".postgres",

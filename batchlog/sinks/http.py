@@ -13,19 +13,21 @@ from __future__ import annotations
 import base64
 import datetime
 import email.utils
+import logging
 import ssl
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from gzip import compress as gzip_compress
 from typing import TYPE_CHECKING, Any, Callable, Union
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
+from .._sinkspec import build_from_spec, import_string
 from .._validate import check_bool, check_int, check_seconds
 from ..errors import FailedRecordsError
 from ._base import SinkBase
 from ._encode import encode_record
-from ._http_encoders import Encoder, make_encoder
 from ._retry import make_retrying
+from .encoders import ENCODER_NAMES, Encoder, encoder_named
 
 if TYPE_CHECKING:
     import httpx
@@ -161,11 +163,16 @@ class HTTPSink(SinkBase):
 
     The body is gzip-compressed (``Content-Encoding: gzip``) unless ``gzip=False``. The
     records are first encoded by ``batchlog.sinks.encode_record``, then put in the
-    body by ``encoder``: ``"ndjson"`` (``application/x-ndjson``), ``"json"`` (one array),
-    ``"loki"`` (Grafana Loki, ``url`` ending in ``/loki/api/v1/push``), ``"elasticsearch"``
-    or ``"opensearch"`` (the ``_bulk`` API, ``url`` ending in ``/_bulk``), ``"otlp"``
-    (OpenTelemetry OTLP/HTTP JSON, ``url`` ending in ``/v1/logs``), or a callable taking
-    the encoded records (``list[dict]``) and returning ``(body_bytes, content_type)``.
+    body by ``encoder``, an encoder of ``batchlog.sinks.encoders``:
+    ``NDJSONEncoder()`` (the default), ``JSONEncoder()`` (one array),
+    ``LokiEncoder(labels=...)`` (Grafana Loki, ``url`` ending in ``/loki/api/v1/push``),
+    ``BulkEncoder(index=...)`` (Elasticsearch/OpenSearch ``_bulk``, ``url`` ending in
+    ``/_bulk``), ``OTLPEncoder(service_name=...)`` (OpenTelemetry OTLP/HTTP JSON, ``url``
+    ending in ``/v1/logs``), or any callable keeping the ``batchlog.sinks.Encoder``
+    protocol. The names ``"ndjson"``, ``"json"``, ``"loki"``, ``"elasticsearch"`` (or
+    ``"opensearch"``) and ``"otlp"`` are shorthands for those classes with their defaults;
+    a mapping ``{"()": "batchlog.sinks.LokiEncoder", "labels": [...]}`` builds one (as
+    dictConfig passes it).
 
     Retries. A connection error (not a failed certificate check), a timeout, 429 or a 5xx
     status is retried with exponential backoff and jitter (``backoff_initial * 2 **
@@ -189,7 +196,12 @@ class HTTPSink(SinkBase):
     Secrets. ``repr(sink)``, every ``DeliveryError`` and so every report shows
     ``***`` in place of header values, a URL's password and its query values (and any of
     them echoed in a response body). User and password in the URL are sent as Basic auth
-    and left out of the URL httpx logs. Prefer a header to a token in the query string.
+    and left out of the URL httpx logs. While the sink has a client, a filter on the
+    loggers of httpx and httpcore replaces the same secrets by ``***`` in their records
+    (httpx's ``HTTP Request: POST ...?token=...`` line, httpcore's DEBUG lines), at any
+    level, before any handler sees them; ``close()`` removes it. A secret shorter than
+    four characters is not redacted (it would redact ordinary words). Prefer a header to
+    a token in the query string.
 
     Why these libraries. httpx: timeouts per phase (connect, read, write, pool), a
     keep-alive pool of HTTP/1.1 connections reused across batches, TLS verification on by
@@ -212,8 +224,10 @@ class HTTPSink(SinkBase):
     Args:
         url: Where to POST, ``http://`` or ``https://``. ``user:password@`` becomes Basic auth
             (unless ``headers`` has an Authorization header).
-        encoder: ``"ndjson"``, ``"json"``, ``"loki"``, ``"elasticsearch"``,
-            ``"opensearch"``, ``"otlp"``, or a callable (see above).
+        encoder: An encoder (``batchlog.sinks.LokiEncoder(labels=["level"])``, any
+            callable keeping the ``Encoder`` protocol), a shorthand name (``"ndjson"``,
+            ``"json"``, ``"loki"``, ``"elasticsearch"``, ``"opensearch"``, ``"otlp"``),
+            or a ``{"()": factory, **kwargs}`` mapping that builds one.
         headers: Sent with every request (``{"Authorization": "Bearer ..."}``).
         gzip: Compress bodies with gzip.
         gzip_level: 1 (fastest) to 9 (smallest).
@@ -230,20 +244,15 @@ class HTTPSink(SinkBase):
         backoff_jitter: Most random seconds added to each backoff.
         max_retry_after: Most seconds a ``Retry-After`` may ask for and still be retried.
         max_body_bytes: Most bytes of a body before gzip; larger batches are split.
-        loki_labels: ``"loki"``: record fields (or ``extra`` keys) that become labels.
-        loki_static_labels: ``"loki"``: labels every stream carries (``{"job": "api"}``).
-        index: ``"elasticsearch"``: the index or data stream.
-        bulk_action: ``"elasticsearch"``: ``"create"`` (data streams; never overwrites)
-            or ``"index"``.
-        service_name: ``"otlp"``: the resource's ``service.name``.
-        resource_attributes: ``"otlp"``: other resource attributes.
         sleep: Called with the seconds to wait between attempts (tests pass a fake).
 
     Raises:
         ImportError: httpx or tenacity is missing (``pip install 'batchlog[http]'``).
         ValueError: ``url`` is not an http(s) URL, ``encoder`` names no encoder, or a
             number is out of range.
-        TypeError: ``gzip`` is not a bool.
+        TypeError: ``gzip`` is not a bool, or ``encoder`` is a class (build it:
+            ``LokiEncoder(...)``, or ``{"()": "batchlog.sinks.LokiEncoder", ...}``) or
+            not callable.
         OSError: ``verify`` names a CA bundle that cannot be read.
 
     A call raises ``DeliveryError`` when a body could not be delivered; after ``close``,
@@ -252,7 +261,10 @@ class HTTPSink(SinkBase):
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0
        A ``batchlog.sinks.SinkBase``: ``reopen()``, fork safety; ``close()`` waits for a
-       batch in flight.
+       batch in flight. ``encoder`` takes the public encoder classes (and ``"()"``
+       mappings); ``loki_labels``, ``loki_static_labels``, ``index``, ``bulk_action``,
+       ``service_name`` and ``resource_attributes`` moved to those classes. httpx's and
+       httpcore's log records are redacted.
     """
 
     __slots__ = (
@@ -262,6 +274,7 @@ class HTTPSink(SinkBase):
         "_display_url",
         "_encoder",
         "_headers",
+        "_log_filter",
         "_refused_items",
         "_retrying",
         "_secrets",
@@ -279,7 +292,7 @@ class HTTPSink(SinkBase):
         self,
         url: str,
         *,
-        encoder: str | Encoder = "ndjson",
+        encoder: str | Encoder | Mapping[str, Any] = "ndjson",
         headers: Mapping[str, str] | None = None,
         gzip: bool = True,
         gzip_level: int = 6,
@@ -295,30 +308,13 @@ class HTTPSink(SinkBase):
         backoff_jitter: float = 1.0,
         max_retry_after: float = 120.0,
         max_body_bytes: int = 5 * 1024 * 1024,
-        loki_labels: Sequence[str] = ("level", "logger"),
-        loki_static_labels: Mapping[str, str] | None = None,
-        index: str = "logs",
-        bulk_action: str = "create",
-        service_name: str = "unknown_service",
-        resource_attributes: Mapping[str, Any] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         _import_http_libraries()
         self._url, self._auth, self._display_url, url_secrets = _split_url(url)
-        self._encoder = make_encoder(
-            encoder,
-            loki_labels=loki_labels,
-            loki_static_labels=loki_static_labels,
-            index=index,
-            bulk_action=bulk_action,
-            service_name=service_name,
-            resource_attributes=resource_attributes,
-        )
-        self.encoder = (
-            encoder
-            if isinstance(encoder, str)
-            else getattr(encoder, "__name__", type(encoder).__name__)
-        )
+        self._encoder = _resolve_encoder(encoder)
+        #: The encoder that builds each body (a shorthand name resolved to its class).
+        self.encoder: Encoder = self._encoder
         self._refused_items: Callable[[bytes], list[int] | None] | None = getattr(
             self._encoder, "refused_items", None
         )
@@ -328,7 +324,8 @@ class HTTPSink(SinkBase):
         self._headers = {str(name): str(value) for name, value in (headers or {}).items()}
         if any(name.lower() == "authorization" for name in self._headers):
             self._auth = None  # an explicit Authorization header wins over the URL's userinfo
-        self._secrets = _secrets(self._headers.values(), url_secrets)
+        self._secrets = _secrets(self._headers.values(), [*url_secrets, *_httpx_query(self._url)])
+        self._log_filter = _RedactingFilter(self._redact)
         self.gzip = check_bool("gzip", gzip)
         self.gzip_level = check_int("gzip_level", gzip_level, low=1, high=9)
         self.max_body_bytes = check_int("max_body_bytes", max_body_bytes, low=1)
@@ -414,6 +411,8 @@ class HTTPSink(SinkBase):
             follow_redirects=False,
         )
         self._client = client
+        for logger in _http_loggers():
+            logger.addFilter(self._log_filter)  # a no-op if it is there already (after fork)
         return client
 
     def _closed_error(self) -> Exception:
@@ -534,7 +533,8 @@ class HTTPSink(SinkBase):
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:
-            text = text.replace(secret, _REDACTED)
+            if secret in text:
+                text = text.replace(secret, _REDACTED)
         return text
 
     # ------------------------------------------------------------------ close and fork
@@ -543,7 +543,11 @@ class HTTPSink(SinkBase):
         """Close the client and its connections (``close()`` holds the lock)."""
         client, self._client = self._client, None
         if client is not None:
-            client.close()
+            try:
+                client.close()
+            finally:
+                for logger in _http_loggers():
+                    logger.removeFilter(self._log_filter)  # after the last record it may log
 
     def _forget_inherited(self, *, busy: bool) -> None:  # noqa: ARG002 -- dropped either way
         """In a forked child: drop the parent's client, never close it.
@@ -593,21 +597,118 @@ def _split_url(url: str) -> tuple[str, tuple[str, str] | None, str, list[str]]:
         shown_userinfo = f"{user}:{_REDACTED}@" if has_password else f"{_REDACTED}@"
     query = parse_qsl(parts.query, keep_blank_values=True)
     secrets += [value for _, value in query]
+    secrets += [raw.partition("=")[2] for raw in parts.query.split("&")]  # still %-encoded
     shown_query = "&".join(f"{name}={_REDACTED}" for name, _ in query)
     bare = urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
     shown = urlunsplit((parts.scheme, shown_userinfo + host, parts.path, shown_query, ""))
     return bare, auth, shown, secrets
 
 
-def _secrets(header_values: Any, url_secrets: list[str]) -> tuple[str, ...]:
-    """The texts to redact, longest first: header values, their credentials, URL secrets."""
+def _httpx_query(url: str) -> list[str]:
+    """The query values of ``url`` as httpx writes them in its log line (its own %-encoding)."""
+    import httpx
+
+    try:
+        query = httpx.URL(url).query.decode("ascii", "replace")
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return []  # httpx refuses it: the first request fails with its own error
+    return [raw.partition("=")[2] for raw in query.split("&")]
+
+
+def _secrets(header_values: Iterable[str], url_secrets: list[str]) -> tuple[str, ...]:
+    """The texts to redact, longest first: header values, their credentials, URL secrets.
+
+    Each also as it shows inside a ``bytes`` repr (httpcore logs headers as bytes).
+    """
     found = set(url_secrets)
     for value in header_values:
         found.add(value.strip())
         found.add(value.strip().partition(" ")[2].strip())  # "Bearer <token>": the token
+    found |= {repr(secret.encode("utf-8", "backslashreplace"))[2:-1] for secret in found}
     return tuple(
         sorted((secret for secret in found if len(secret) >= _SHORTEST_SECRET), key=len)[::-1]
     )
+
+
+#: The loggers httpx and httpcore log on. A logger's filter sees only the records logged
+#: on that logger itself, not those its children pass up, so each one gets the filter.
+_HTTP_LOGGER_NAMES = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+
+
+def _http_loggers() -> list[logging.Logger]:
+    """The loggers of httpx and httpcore: the known names and any other under theirs."""
+    names = set(_HTTP_LOGGER_NAMES)
+    names.update(
+        name
+        for name in list(logging.Logger.manager.loggerDict)  # a copy: it may grow meanwhile
+        if name.startswith(("httpx.", "httpcore."))
+    )
+    return [logging.getLogger(name) for name in sorted(names)]
+
+
+class _RedactingFilter(logging.Filter):
+    """Replaces a sink's secrets in httpx's and httpcore's records; drops nothing.
+
+    It runs on the logger, before any handler, so every handler sees the redacted text.
+    A record without a secret is left untouched.
+    """
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        super().__init__()
+        self._redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 -- a broken record is logging's to report
+            return True
+        redacted = self._redact(text)
+        if redacted != text:
+            record.msg, record.args = redacted, None  # the merged text, secrets replaced
+        return True
+
+
+def _resolve_encoder(spec: object) -> Encoder:
+    """Return the encoder ``spec`` is, names (a shorthand or import string) or builds.
+
+    Raises:
+        ValueError: A name that is neither a shorthand nor importable.
+        TypeError: A class (build it instead) or something not callable.
+    """
+    if isinstance(spec, str) and spec.strip().lower() not in ENCODER_NAMES:
+        if "." not in spec and ":" not in spec:
+            return encoder_named(spec)  # raises, listing the shorthands
+        encoder = import_string(spec, what="encoder")
+    elif isinstance(spec, str):
+        return encoder_named(spec)
+    else:
+        encoder = build_from_spec(spec, what="encoder")
+    if isinstance(encoder, type):
+        name = (
+            spec.strip()
+            if isinstance(spec, str)
+            else f"{encoder.__module__}.{encoder.__qualname__}"
+        )
+        msg = (
+            f"encoder must be an encoder instance, not the class {encoder!r}: write "
+            f"{encoder.__name__}(...), or in configuration {{'()': {name!r}, "
+            "**its keyword arguments}"
+        )
+        raise TypeError(msg)
+    if not callable(encoder):
+        msg = (
+            "encoder must be a shorthand name, an encoder (a callable taking list[dict] "
+            f"and returning (bytes, content_type)) or a '()' mapping, not {encoder!r}"
+        )
+        raise TypeError(msg)
+    return encoder  # type: ignore[no-any-return]
 
 
 def _user_agent() -> str:
