@@ -22,29 +22,31 @@ from batchlog.sinks import OTLPEncoder, encode_record
 
 pytest.importorskip("opentelemetry.sdk")
 pytest.importorskip("google.protobuf")
-# The SDK's OTLP/HTTP protobuf encoding (opentelemetry-exporter-otlp-proto-common, which
-# opentelemetry-exporter-otlp-proto-http installs).
-proto_log_encoder = pytest.importorskip("opentelemetry.exporter.otlp.proto.common._log_encoder")
 
-from google.protobuf import json_format  # noqa: E402 -- after the skips above
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (  # noqa: E402
+from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
 )
-from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler  # noqa: E402
-from opentelemetry.sdk._logs.export import (  # noqa: E402
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import (
     InMemoryLogRecordExporter,
     SimpleLogRecordProcessor,
 )
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON  # noqa: E402
-from opentelemetry.trace import get_current_span  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+from opentelemetry.trace import get_current_span
 
 TRACE_KEYS = ("trace_id", "span_id", "trace_flags")
 
 
 @pytest.fixture
 def sdk() -> Iterator[tuple[LoggingHandler, InMemoryLogRecordExporter]]:
-    """The SDK's logging handler and the exporter that keeps what it emitted."""
+    """The SDK's logging handler and the exporter that keeps what it emitted.
+
+    Needs the SDK's OTLP protobuf encoding (opentelemetry-exporter-otlp-proto-common,
+    which opentelemetry-exporter-otlp-proto-http installs).
+    """
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.common._log_encoder")
     exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider()
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
@@ -134,7 +136,9 @@ def emit_both(
 
     body, _ = OTLPEncoder()([encode_record(record) for record in ours])
     ours_json = json.loads(body)["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
-    theirs = log_records(proto_log_encoder.encode_logs(exporter.get_finished_logs()))
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+
+    theirs = log_records(encode_logs(exporter.get_finished_logs()))
     return log_records(parse_otlp_json(body)), theirs, ours_json
 
 
