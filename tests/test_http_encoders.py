@@ -469,3 +469,21 @@ def _without_observed(request: dict[str, Any]) -> dict[str, Any]:
             for log_record in scope_logs["logRecords"]:
                 log_record.pop("observedTimeUnixNano")
     return request
+
+
+TRACE_CONTEXT = {
+    "trace_id": "5b8efff798038103d269b633813fc60c",
+    "span_id": "eee19b7ec3c1b174",
+    "trace_flags": 1,
+}
+
+
+@pytest.mark.parametrize(
+    "encoder", [NDJSONEncoder(), JSONEncoder(), LokiEncoder(), BulkEncoder()], ids=repr
+)
+def test_other_encoders_carry_the_trace_context_as_extra_fields(encoder: Any) -> None:
+    """Outside OTLP, trace_id, span_id and trace_flags are ordinary extra fields."""
+    body, _ = encoder(encoded(make_log_record(**TRACE_CONTEXT)))
+    text = body.decode()
+    for key, value in TRACE_CONTEXT.items():
+        assert json.dumps({key: value}, separators=(",", ":"))[1:-1] in text.replace('\\"', '"')
