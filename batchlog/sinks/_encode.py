@@ -488,6 +488,19 @@ def _encode_event(event: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _storable_encoded(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of an encoded record with every value made storable (see above)."""
+    encoded = {key: _jsonable(value) for key, value in record.items() if key != "extra"}
+    extra = record["extra"]
+    # The values of extra are at the depth encode_record gives them: 0, not 1.
+    encoded["extra"] = (
+        {_key_text(key): _jsonable(value) for key, value in extra.items()}
+        if isinstance(extra, Mapping)
+        else _jsonable(extra)
+    )
+    return _make_fields_storable({_key_text(key): value for key, value in encoded.items()})
+
+
 def encode_record(record: logging.LogRecord | Mapping[str, Any]) -> dict[str, Any]:
     """Return the common JSON-ready dict for a LogRecord or a structlog event dict.
 
@@ -505,9 +518,7 @@ def encode_record(record: logging.LogRecord | Mapping[str, Any]) -> dict[str, An
             if _ENCODED_KEYS.issubset(record.keys()):
                 # Already encoded (a dead-letter file being replayed): made storable again,
                 # which leaves a record batchlog encoded as it is.
-                return _make_fields_storable(
-                    {_key_text(key): _jsonable(value) for key, value in record.items()}
-                )
+                return _storable_encoded(record)
             return _encode_event(record)
         return _encode_event({"event": record})
     except Exception as exc:  # noqa: BLE001 -- an encoding bug must not lose the record
