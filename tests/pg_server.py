@@ -12,6 +12,7 @@ the server's log), so the fixture can skip, or fail when PostgreSQL is required.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import os
@@ -271,3 +272,31 @@ class PostgresServer:
         with contextlib.suppress(OSError, ValueError, IndexError):
             pid = int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
             os.kill(pid, signal.SIGQUIT)
+
+
+_shared: PostgresServer | None = None
+_shared_failure: PostgresUnavailableError | None = None
+
+
+def shared_server() -> PostgresServer:
+    """Return the one server of this test process, started on first use, stopped at exit.
+
+    Every PostgreSQL test module uses it, so a session starts one server, not one per module.
+
+    Raises:
+        PostgresUnavailableError: it could not be started (raised again on every call).
+    """
+    global _shared, _shared_failure  # noqa: PLW0603 -- one server per test process
+    if _shared_failure is not None:
+        raise _shared_failure
+    if _shared is None:
+        server = PostgresServer()
+        try:
+            server.start()
+        except PostgresUnavailableError as exc:
+            server.stop()
+            _shared_failure = exc
+            raise
+        atexit.register(server.stop)
+        _shared = server
+    return _shared

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
-from pg_server import PostgresServer, PostgresUnavailableError, free_port
+from pg_server import PostgresServer, PostgresUnavailableError, free_port, shared_server
 from test_sinks_base import assert_each_batch_stored_once, run_fork_script
 
 REQUIRED = os.environ.get("BATCHLOG_REQUIRE_POSTGRES") == "1"
@@ -36,18 +36,15 @@ PASSWORD = "hunter2-do-not-show"  # noqa: S105 -- a fake, checked to be never sh
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A PostgreSQL server for the whole session, stopped and removed at the end."""
-    server = PostgresServer()
+def postgres_server() -> PostgresServer:
+    """The PostgreSQL server of this test process (``pg_server.shared_server``)."""
     try:
-        server.start()
+        server = shared_server()
     except PostgresUnavailableError as exc:
-        server.stop()
         if REQUIRED:
             pytest.fail(f"BATCHLOG_REQUIRE_POSTGRES=1 but PostgreSQL did not start: {exc}")
         pytest.skip(f"PostgreSQL could not be started: {exc}")
-    yield server
-    server.stop()
+    return server  # stopped at exit: other modules' tests use it too
 
 
 @pytest.fixture
@@ -88,6 +85,7 @@ def make_sink(
     def make(**kwargs: Any) -> PostgresSink:
         kwargs.setdefault("table", table)
         kwargs.setdefault("sleep", sleeps.append)
+        kwargs.setdefault("backoff_jitter", 0.0)  # sleeps a test can predict
         kwargs.setdefault("application_name", f"batchlog-test-{next(_numbers)}")
         made.append(PostgresSink(kwargs.pop("conninfo", conninfo), **kwargs))
         return made[-1]
@@ -269,10 +267,11 @@ def test_values_that_do_not_fit_their_column_are_kept_in_extra(make_sink, admin,
     rows = admin.execute(
         f'SELECT message, "timestamp", line, thread, extra FROM {table} ORDER BY id'  # noqa: S608
     ).fetchall()
-    assert rows[0][0] == "nul\ufffdhere"
+    # NUL and lone surrogates as the shared encoding spells them, in every sink.
+    assert rows[0][0] == "nul\\x00here"
     assert rows[0][1] is None
     assert rows[0][2] is None
-    assert {"timestamp": "yesterday", "line": "12", "k": "v\ufffd"}.items() <= rows[0][4].items()
+    assert {"timestamp": "yesterday", "line": "12", "k": "v\\x00"}.items() <= rows[0][4].items()
     assert rows[1][0] == "surrogate \\udcff"
     assert rows[1][3] is None
     assert str(rows[1][4]["thread"]) == str(2**70)  # as the encoder gave it: number or text
@@ -344,21 +343,6 @@ def test_each_batch_is_one_copy_statement(make_sink, admin, table, monkeypatch):
     assert len(messages(admin, table)) == 8
 
 
-@pytest.mark.postgres
-def test_refused_batch_is_rolled_back_whole(make_sink, admin, table, sleeps):
-    """A batch the server refuses stores nothing and leaves the sink usable."""
-    sink = make_sink()
-    sink([make_record("before")])
-    admin.execute(f"ALTER TABLE {table} ADD CONSTRAINT no_poison CHECK (message <> 'poison')")
-
-    with pytest.raises(psycopg.errors.CheckViolation):
-        sink([make_record("ok 1"), make_record("poison"), make_record("ok 2")])
-    sink([make_record("after")])
-
-    assert messages(admin, table) == ["before", "after"]
-    assert sleeps == []  # not a connection problem: no retry
-
-
 # ------------------------------------------------------------------ lost connections
 
 
@@ -369,7 +353,7 @@ def test_backend_terminated_between_batches_loses_nothing(
     """After the sink's session is killed between batches, the next batch still arrives."""
     name = f"batchlog-between-{next(_numbers)}"
     sleeps: list[float] = []
-    sink = make_sink(application_name=name, backoff=0.25, sleep=sleeps.append)
+    sink = make_sink(application_name=name, backoff_initial=0.25, sleep=sleeps.append)
     handler = make_handler(sink, capacity=3)
     logger = make_logger(handler)
     for number in range(3):
@@ -430,14 +414,15 @@ def test_reconnect_happens_for_every_lost_connection(make_sink, admin, table):
 
 
 def test_server_that_stays_down_raises_after_bounded_retries(sleeps):
-    """With nothing listening, a call raises after ``retries`` retries with growing sleeps."""
+    """With nothing listening, a call raises after ``max_attempts`` attempts, sleeps growing."""
     sink = PostgresSink(
         host="127.0.0.1",
         port=free_port(),
         dbname="nothing",
-        retries=3,
-        backoff=0.25,
-        max_backoff=0.75,
+        max_attempts=4,
+        backoff_initial=0.25,
+        backoff_max=0.75,
+        backoff_jitter=0.0,
         sleep=sleeps.append,
     )
 
@@ -451,7 +436,7 @@ def test_server_that_stays_down_raises_after_bounded_retries(sleeps):
 def test_server_that_stays_down_counts_the_batch_failed(make_writer, sleeps):
     """The writer counts the batch as failed (not processed) and reports the error."""
     errors: list[Exception] = []
-    sink = PostgresSink(host="127.0.0.1", port=free_port(), retries=1, sleep=sleeps.append)
+    sink = PostgresSink(host="127.0.0.1", port=free_port(), max_attempts=2, sleep=sleeps.append)
     writer = make_writer(sink, on_error=lambda exc, batch: errors.append(exc))
     writer.add(make_record("lost"))
 
@@ -500,7 +485,7 @@ def test_bad_table_names_are_rejected(bad):
 )
 def test_password_is_not_in_repr_or_errors(conninfo, params, sleeps):
     """The password shows neither in the repr nor in the error of a failed batch."""
-    sink = PostgresSink(conninfo, port=free_port(), retries=1, sleep=sleeps.append, **params)
+    sink = PostgresSink(conninfo, port=free_port(), max_attempts=2, sleep=sleeps.append, **params)
 
     with pytest.raises(psycopg.OperationalError) as caught:
         sink([make_record("lost")])
@@ -529,11 +514,14 @@ def test_unknown_connection_parameter_is_named():
 @pytest.mark.parametrize(
     ("option", "value"),
     [
-        ("retries", -1),
-        ("retries", 1.5),
-        ("backoff", -0.1),
-        ("max_backoff", "1"),
+        ("max_attempts", 0),
+        ("max_attempts", 1.5),
+        ("backoff_initial", -0.1),
+        ("backoff_max", "1"),
+        ("backoff_jitter", -1),
+        ("max_retry_time", -1),
         ("connect_timeout", 0),
+        ("statement_timeout", 0),
     ],
 )
 def test_bad_numbers_are_rejected(option, value):
@@ -611,7 +599,7 @@ from batchlog.sinks import PostgresSink
 def record(message):
     return logging.LogRecord("fork", logging.INFO, "fork.py", 1, message, None, None)
 
-sink = PostgresSink(sys.argv[1], table=sys.argv[2], retries=0)  # no retry hides a lost session
+sink = PostgresSink(sys.argv[1], table=sys.argv[2], max_attempts=1)  # no retry hides a lost session
 sink([record("parent before fork")])
 child = os.fork()
 if child == 0:
@@ -662,9 +650,9 @@ from batchlog.sinks import PostgresSink
 conninfo, table = ARGS
 
 class HeldSink(PostgresSink):
-    def _copy(self, connection, rows):
-        self.backends.append(connection.info.backend_pid)
-        with connection.transaction(), connection.cursor().copy(self._copy_statement) as copy:
+    def _copy(self, cursor, rows):
+        self.backends.append(cursor.connection.info.backend_pid)
+        with cursor.copy(self._copy_statement) as copy:
             for row in rows:
                 copy.write_row(row)
                 hold()  # mid-COPY: the parent's transaction is open on the server
