@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -18,7 +20,7 @@ import pytest
 
 from batchlog import FailedRecordsError
 from batchlog.cli import main
-from batchlog.sinks import FallbackSink, HTTPSink, replay
+from batchlog.sinks import FallbackSink, HTTPSink, SQLiteSink, replay
 from batchlog.sinks.fallback import ReplayCheckpointError, ReplayResult
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -323,6 +325,43 @@ def test_the_quarantine_file_replays_like_a_dead_letter_file(dead_letter):
     sink = Sink()
     assert replay(quarantine, sink).delivered == 1
     assert sink.messages == ["m2"]
+
+
+def test_a_row_sqlite_refuses_is_quarantined(tmp_path):
+    """A real SQLiteSink whose table refuses one row (a trigger): just it is quarantined."""
+    database = tmp_path / "logs.sqlite3"
+    with contextlib.closing(SQLiteSink(database)) as sqlite:
+        sqlite([{"event": "before"}])
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        connection.execute(
+            "CREATE TRIGGER no_bad BEFORE INSERT ON logs WHEN NEW.message = 'bad' "
+            "BEGIN SELECT RAISE(ABORT, 'bad message'); END"
+        )
+        connection.commit()
+    path = tmp_path / "dead-letter.jsonl"
+    write_dead_letter(path, ["ok0", "bad", "ok1"], per_batch=3)
+    with contextlib.closing(SQLiteSink(database)) as sqlite:
+        result = replay(path, sqlite)
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        rows = connection.execute("SELECT message FROM logs ORDER BY id").fetchall()
+    assert rows == [("before",), ("ok0",), ("ok1",)]
+    assert (result.delivered, result.quarantined) == (2, 1)
+    (entry,) = read_lines(result.quarantine_path)
+    assert entry["record"]["message"] == "bad"
+    assert entry["reason"] == "refused by the sink: sqlite3.IntegrityError: bad message"
+
+
+def test_a_line_a_crashed_writer_cut_short_is_quarantined_once_completed(dead_letter):
+    """A cut line that the next append completes is not JSON: quarantined, text kept."""
+    with dead_letter.open("a", encoding="utf-8") as file:
+        file.write('{"record": {"mess')  # a writer died here
+    write_dead_letter(dead_letter, ["after"])  # a new one appends
+    sink = Sink()
+    result = replay(dead_letter, sink)
+    assert (sink.messages, result.quarantined) == ([*ALL], 1)
+    (entry,) = read_lines(result.quarantine_path)
+    assert entry["line"].startswith('{"record": {"mess{"record":')
+    assert entry["reason"].startswith("not JSON (")
 
 
 def test_a_document_elasticsearch_refuses_is_quarantined(tmp_path):

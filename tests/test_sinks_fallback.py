@@ -478,3 +478,25 @@ def test_writer_awaits_an_async_primary_and_counts_dead_letters(
         "lost1",
         "lost2",
     ]
+
+
+def test_cancelling_an_async_primary_dead_letters_nothing(dead_letter_path, make_sink):
+    """A cancelled coroutine is not a primary failure: the cancellation propagates."""
+    events = []  # made on the loop that runs them (Python 3.9 binds them at creation)
+
+    async def hung(batch):
+        events[0].set()
+        await events[1].wait()  # never set: only cancellation ends it
+
+    sink = make_sink(hung, dead_letter_path)
+
+    async def cancel_it():
+        events.extend([asyncio.Event(), asyncio.Event()])
+        task = asyncio.ensure_future(sink([{"event": "a"}]))
+        await events[0].wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_it())
+    assert (dead_letter_path.exists(), sink.primary_failures) == (False, 0)
