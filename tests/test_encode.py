@@ -288,3 +288,102 @@ def test_to_json_never_raises():
         "nan": "nan",
         "(1, 2)": "{1, 2}",
     }
+
+
+# --------------------------------------------------------------- the storable text form
+
+
+def test_storable_text_spells_out_nul_and_lone_surrogates():
+    """NUL becomes the 4 characters \\x00, a lone surrogate the 6 characters \\udcff."""
+    from batchlog.sinks._encode import storable_text
+
+    assert storable_text("a\x00b\udcffc\ud800") == "a\\x00b\\udcffc\\ud800"
+
+
+def test_storable_text_keeps_ordinary_text_as_the_same_object():
+    """Text with neither is returned as it is: no copy, nothing changed."""
+    from batchlog.sinks._encode import storable_text
+
+    for text in ["plain", "Grüße € 😀", "a backslash \\x00 of its own", ""]:
+        assert storable_text(text) is text
+
+
+def test_the_storable_form_reads_back_as_the_docstring_says():
+    """The documented way back gives the original text (no backslash of its own)."""
+    from batchlog.sinks._encode import storable_text
+
+    original = "é€😀 nul\x00 surrogate\udcff"
+    stored = storable_text(original)
+    assert original == stored.encode("latin-1", "backslashreplace").decode("unicode_escape")
+
+
+def test_every_text_field_of_a_logrecord_is_made_storable():
+    """Message, logger, thread name, path...: each odd text is spelt out, the rest kept."""
+    record = make_record("m\x00", (), threadName="t\udcff", pathname="/p\x00.py")
+    record.name = "log\udcffger"
+    encoded = encode_record(record)
+    assert (
+        encoded["message"],
+        encoded["logger"],
+        encoded["thread_name"],
+        encoded["path"],
+        encoded["function"],
+    ) == ("m\\x00", "log\\udcffger", "t\\udcff", "/p\\x00.py", "query")
+
+
+def test_every_text_field_of_an_event_is_made_storable():
+    """An event dict's text fields and keys get the same form."""
+    encoded = encode_record(
+        {"event": "e\x00", "logger": "l\udcff", "timestamp": "not a time\x00", "k\x00": "v\udcff"}
+    )
+    assert (
+        encoded["message"],
+        encoded["logger"],
+        encoded["timestamp"],
+    ) == ("e\\x00", "l\\udcff", "not a time\\x00")
+    assert encoded["extra"] == {"k\\x00": "v\\udcff"}
+
+
+def test_a_top_level_int_beyond_64_bits_is_text():
+    """thread/process/line beyond 64 bits: decimal text; beyond Python's limit: hex."""
+    encoded = encode_record({"event": "x", "thread": 2**64, "lineno": -(10**5000)})
+    assert str(2**64) == encoded["thread"]
+    if hasattr(sys, "get_int_max_str_digits"):
+        assert hex(-(10**5000)) == encoded["line"]
+
+
+def test_to_json_spells_out_nul_and_surrogates_in_raw_data():
+    """to_json of data that never went through encode_record: the same storable form."""
+    text = to_json({"k\x00": ["\udcff", {"x": "a\x00"}], "fine": "\\u0000 as text"})
+    text.encode("utf-8")  # strict: valid UTF-8
+    assert json.loads(text) == {"k\\x00": ["\\udcff", {"x": "a\\x00"}], "fine": "\\u0000 as text"}
+
+
+def test_subclasses_become_the_plain_values_they_hold():
+    """A str/int/float/dict subclass in extra is stored as the plain value."""
+    import enum
+
+    class Text(str):
+        def __str__(self):
+            return "not this"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Ratio(float):
+        pass
+
+    extra = encode_record(make_record(text=Text("held"), rank=Level.HIGH, ratio=Ratio(0.5)))[
+        "extra"
+    ]
+    assert extra == {"text": "held", "rank": 3, "ratio": 0.5}
+    assert [str, int, float] == [type(extra[key]) for key in ("text", "rank", "ratio")]
+
+
+def test_a_replayed_hostile_record_passes_through_made_storable():
+    """An encoded record holding raw NUL (hand-made) is made storable; a clean one is kept."""
+    clean = encode_record(make_record(user="ada"))
+    assert clean == encode_record(json.loads(to_json(clean)))
+    hand_made = {**clean, "message": "m\x00", "extra": {"k": "\udcff"}}
+    replayed = encode_record(hand_made)
+    assert (replayed["message"], replayed["extra"]) == ("m\\x00", {"k": "\\udcff"})
