@@ -550,7 +550,7 @@ class PostgresSink(SinkBase):
         self.table = ".".join(parts)
         self.create_table = check_bool("create_table", create_table)
         self.exactly_once = check_bool("exactly_once", exactly_once)
-        # A session setting, sent once per connection (PgBouncer refuses libpq's `options`).
+        # A statement, once per connection: PgBouncer refuses most settings in libpq's `options`.
         self._timeout_statement = (
             None
             if self.statement_timeout is None
