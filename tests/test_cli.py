@@ -291,3 +291,49 @@ def test_benchmark_scripts_still_print_their_report(script, tmp_path):
     result = run_python(REPO_ROOT / "benchmarks" / script, "--quick", cwd=tmp_path)
     assert_ran_cleanly(result)
     assert result.stdout.splitlines()[-1][:6] in {"PASS  ", "FAIL  "}
+
+
+# --------------------------------------------------------------------------- replay
+
+
+@pytest.mark.subprocess
+def test_replay_help_explains_checkpoint_quarantine_and_exit_status(tmp_path):
+    """``replay --help`` names the files it keeps beside FILE, examples and exit codes."""
+    result = run_batchlog("replay", "--help", cwd=tmp_path)
+    assert_ran_cleanly(result)
+    for text in ("FILE.checkpoint", "FILE.quarantine.jsonl", "examples:", "exit status:"):
+        assert text in result.stdout
+    assert "python -m batchlog replay" in result.stdout
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--checkpoint", "{file}"], "--checkpoint"),
+        (["--quarantine", "no-such-dir/q.jsonl"], "--quarantine"),
+        (["--batch-size", "-3"], "--batch-size"),
+    ],
+    ids=["checkpoint-is-file", "quarantine-no-dir", "batch-size"],
+)
+def test_replay_bad_paths_and_sizes_are_one_line(args, named, tmp_path):
+    """A bad option exits 2 with one line naming it, no traceback, and nothing sent."""
+    dead_letter = tmp_path / "dead.jsonl"
+    dead_letter.write_text(
+        json.dumps({"record": {"message": "m", "timestamp": None}}) + "\n", encoding="utf-8"
+    )
+    target = tmp_path / "out.jsonl"
+    result = run_batchlog(
+        "replay",
+        dead_letter,
+        "--sink",
+        f"jsonl:{target}",
+        *(arg.format(file=dead_letter) for arg in args),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("python -m batchlog replay: error: ")
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not target.exists() or target.read_text(encoding="utf-8") == ""

@@ -78,19 +78,41 @@ def resolve_sink_spec(spec: str) -> Callable[[list[Any]], object]:
     return obj  # type: ignore[no-any-return]
 
 
+_REPLAY_DESCRIPTION = """\
+Feed the records of a dead-letter file written by FallbackSink (or of a JsonLinesSink
+file) to a sink, in batches, in order, exactly once. A checkpoint beside FILE records how
+far it got: after a failure or an interrupt, run the same command again to resume; run
+twice, the second run sends nothing. Only the batch in flight when a run is killed can be
+sent twice. Lines that are not records, and records the sink refuses one by one, go to a
+quarantine file, and the replay goes on.
+"""
+
+_REPLAY_EPILOG = """\
+files beside FILE:
+  FILE.checkpoint         how far FILE is replayed (--checkpoint); delete it only to
+                          replay FILE from the start
+  FILE.quarantine.jsonl   lines that are not records and records the sink refused, each
+                          with its reason (--quarantine); it replays like FILE
+
+examples:
+  python -m batchlog replay app-dead-letter.jsonl --sink sqlite:app-logs.sqlite3
+  python -m batchlog replay app-dead-letter.jsonl --sink myapp.logs:store_batch --remove
+  python -m batchlog replay app-dead-letter.jsonl.quarantine.jsonl --sink jsonl:fixed.jsonl
+
+exit status: 0 every line finished (a last line still being written is left for the next
+run); 1 the sink or the file failed (run again to resume); 2 bad usage; 130 interrupted
+(run again to resume)
+"""
+
+
 def add_parser(subcommands: Any) -> None:
     """Add the ``replay`` subcommand to ``subcommands`` (an argparse subparsers object)."""
     parser = subcommands.add_parser(
         "replay",
         help="feed a dead-letter (or JSON Lines) file to a sink, exactly once",
-        description="Feed the records of a dead-letter file written by FallbackSink (or of "
-        "a JsonLinesSink file) to a sink, in batches, in order, exactly once. A checkpoint "
-        "beside FILE records how far it got: after a failure or an interrupt, run the same "
-        "command again to resume; run twice, the second run sends nothing. Lines that are "
-        "not records, and records the sink refuses one by one, go to a quarantine file.",
-        epilog="Exit status: 0 every line finished (a last line still being written is "
-        "left for the next run); 1 the sink or the file failed (run again to resume); 2 "
-        "bad usage; 130 interrupted (run again to resume).",
+        description=_REPLAY_DESCRIPTION,
+        epilog=_REPLAY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("file", metavar="FILE", help="the dead-letter file")
     parser.add_argument(
@@ -134,6 +156,7 @@ def _run(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
 
     if not os.path.isfile(args.file):
         parser.error(f"FILE {args.file!r} is not a file")
+    _check_paths(args, parser)
     try:
         sink = resolve_sink_spec(args.sink)
     except Exception as exc:  # noqa: BLE001 -- a sink that cannot be built is a bad option
@@ -178,6 +201,18 @@ def _run(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
             message += f"; run the same command again to resume from {last[-1].checkpoint_path}"
         sys.stderr.write(message + "\n")
     return code
+
+
+def _check_paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Refuse (exit 2) a checkpoint or quarantine path that is FILE or has no directory."""
+    for option, value in (("--checkpoint", args.checkpoint), ("--quarantine", args.quarantine)):
+        if value is None:
+            continue
+        if os.path.abspath(value) == os.path.abspath(args.file):
+            parser.error(f"{option} {value!r} is FILE itself; give another path")
+        directory = os.path.dirname(os.path.abspath(value))
+        if not os.path.isdir(directory):
+            parser.error(f"{option} {value!r}: its directory {directory!r} does not exist")
 
 
 def _one_line(exc: BaseException) -> str:
