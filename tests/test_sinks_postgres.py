@@ -433,6 +433,26 @@ def test_server_that_stays_down_raises_after_bounded_retries(sleeps):
     sink.close()
 
 
+def test_backoff_jitter_adds_at_most_its_seconds(sleeps):
+    """Each sleep is the exponential backoff plus between 0 and ``backoff_jitter`` seconds."""
+    sink = PostgresSink(
+        host="127.0.0.1",
+        port=free_port(),
+        max_attempts=4,
+        backoff_initial=0.25,
+        backoff_max=10.0,
+        backoff_jitter=0.1,
+        sleep=sleeps.append,
+    )
+
+    with pytest.raises(psycopg.OperationalError, match="in 4 attempts"):
+        sink([make_record("lost")])
+
+    assert len(sleeps) == 3
+    assert all(base <= slept <= base + 0.1 for base, slept in zip([0.25, 0.5, 1.0], sleeps))
+    sink.close()
+
+
 def test_server_that_stays_down_counts_the_batch_failed(make_writer, sleeps):
     """The writer counts the batch as failed (not processed) and reports the error."""
     errors: list[Exception] = []
