@@ -19,7 +19,7 @@ from .errors import (
 from .handler import BatchingHandler
 from .metrics import Metrics
 from .overflow import OverflowPolicy
-from .processor import BatchingProcessor
+from .processor import BatchingProcessor, RecordTimeStamper
 from .writer import BatchWriter
 
 __version__ = "0.1.0"
@@ -37,6 +37,7 @@ __all__ = [
     "MissingFlushFunctionError",
     "OverflowPolicy",
     "QueueFullError",
+    "RecordTimeStamper",
     "WriterClosedError",
     "__version__",
     "deliver_on_sigterm",

@@ -11,6 +11,7 @@ worker thread, whose callbacks hold the handler only weakly.
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import decimal
 import functools
@@ -26,8 +27,9 @@ import uuid
 import weakref
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
+from ._context import OTEL_TRACE_MODULE, trace_fields
 from ._lifecycle import deliver_on_sigterm as _deliver_on_sigterm
 from ._report import StderrReporter
 from ._sinkloop import discard_awaitable
@@ -48,6 +50,8 @@ from .writer import BatchWriter, unique_name
 __all__ = ["DEFAULT_FLUSH_TIMEOUT", "BatchingHandler"]
 
 _HANDLE_RETURNS_RECORD = sys.version_info >= (3, 12)
+
+_MODULES = sys.modules  # read at every emit: is OpenTelemetry in use?
 
 #: Seconds ``flush()`` and ``close()`` wait for the sink before giving up, by default.
 DEFAULT_FLUSH_TIMEOUT = 10.0
@@ -262,28 +266,51 @@ class _Delivery:
                 return close_sink(self.sink)
         return None
 
-    def __call__(self, batch: list[logging.LogRecord]) -> object:
-        _render_exceptions(batch)
-        if self.formatter is None:
-            return self.sink(batch)  # stable as they are: merged (or copied) at emit
+    def __call__(self, batch: list[Any]) -> object:
+        records: list[logging.LogRecord] = batch
+        contexts: list[contextvars.Context | None] | None = None
+        for item in batch:
+            if type(item) is tuple:  # some carry the caller's context (see _Carried)
+                records, contexts = _unpack(batch)
+                break
+        _render_exceptions(records)
+        formatter = self.formatter
         # What the sink returns goes back to the writer, which awaits an awaitable.
-        return self.sink([self._formatted_copy(record) for record in batch])
+        if formatter is None:
+            return self.sink(records)  # stable as they are: merged (or copied) at emit
+        if contexts is None:
+            return self.sink([self._formatted_copy(record, formatter) for record in records])
+        return self.sink(
+            [
+                self._formatted_copy(record, formatter, context)
+                for record, context in zip(records, contexts)
+            ]
+        )
 
-    def _formatted_copy(self, record: logging.LogRecord) -> logging.LogRecord:
-        """Return a copy of ``record`` carrying ``formatted``; the original is untouched."""
+    def _formatted_copy(
+        self,
+        record: logging.LogRecord,
+        formatter: logging.Formatter,
+        context: contextvars.Context | None = None,
+    ) -> logging.LogRecord:
+        """Return a copy of ``record`` carrying ``formatted``; the original is untouched.
+
+        With ``context`` (the caller's contextvars, captured at emit) it is formatted
+        inside it.
+        """
         copy = _copy_record(record)
         handler = self.handler()
+        format_record = formatter.format if handler is None else handler.format
         try:
             # Also sets copy.message, asctime (and exc_text, when not rendered yet).
-            if handler is not None:
-                copy.formatted = handler.format(copy)
+            if context is None:
+                copy.formatted = format_record(copy)
             else:
-                formatter = self.formatter or logging.Formatter()
-                copy.formatted = formatter.format(copy)
+                copy.formatted = context.run(format_record, copy)
         except Exception:  # noqa: BLE001 -- one bad record must not sink the batch
             if handler is not None:
                 handler.handleError(record)
-            return _placeholder(record)
+            return _placeholder(copy)
         return copy
 
 
@@ -304,6 +331,34 @@ class _SinkFailureReport:
                 f"of {len(batch)} records (counted in metrics.records_failed)",
                 exc,
             )
+
+
+#: A record offered with what of the caller's context must travel with it: the span's
+#: fields (None: none) and the contextvars for the formatter (None: none). A tuple costs
+#: the caller far less than a copy of the record; the worker makes the copy.
+_Carried = tuple[logging.LogRecord, Optional[dict[str, Any]], Optional[contextvars.Context]]
+
+
+def _unpack(
+    batch: list[Any],
+) -> tuple[list[logging.LogRecord], list[contextvars.Context | None]]:
+    """The records of ``batch`` (span fields set, on copies) and each one's contextvars."""
+    records: list[logging.LogRecord] = []
+    contexts: list[contextvars.Context | None] = []
+    for item in batch:
+        if type(item) is not tuple:
+            records.append(item)
+            contexts.append(None)
+            continue
+        record, fields, context = item
+        if fields is not None:
+            record = _copy_record(record)  # the caller's record is other handlers' too
+            attributes = record.__dict__
+            for key, value in fields.items():
+                attributes.setdefault(key, value)  # fields the record has are kept
+        records.append(record)
+        contexts.append(context)
+    return records, contexts
 
 
 def _placeholder(record: logging.LogRecord) -> logging.LogRecord:
@@ -507,7 +562,8 @@ class BatchingHandler(logging.Handler):
         self._sink_lock = new_lock()
         # logging.shutdown() closes it, after other atexit hooks had their say (they log).
         self._writer = self._new_writer(self._sink, name, close_at_exit=False)
-        self._offer = self._writer.offer
+        # Offered: a record, or a record with the caller's context (see _Carried).
+        self._offer: Callable[[Any], bool] = self._writer.offer
         self._reopen_lock = new_lock()
         _remake_after_fork(self)
         self._retired: list[BatchWriter[logging.LogRecord]] = []  # closed, still delivering
@@ -581,6 +637,8 @@ class BatchingHandler(logging.Handler):
     @formatter.setter
     def formatter(self, formatter: logging.Formatter | None) -> None:
         self._delivery.formatter = formatter
+        # A formatter runs on the worker: it gets the caller's contextvars captured at emit.
+        self._capture_contextvars = formatter is not None
 
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
@@ -621,10 +679,13 @@ class BatchingHandler(logging.Handler):
                     record = self._prepare(record)
             elif type(record.msg) is not str:
                 record = self._prepare(record)
+            item: logging.LogRecord | _Carried = record
+            if self._capture_contextvars or OTEL_TRACE_MODULE in _MODULES:
+                item = self._with_context(record)
             offered = True
             # By the overflow policy; a refused record is counted in records_dropped.
             if (
-                self._offer(record)
+                self._offer(item)
                 and self._flush_level is not None
                 and record.levelno >= self._flush_level
             ):
@@ -640,6 +701,22 @@ class BatchingHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Hand ``record`` to the writer by the overflow policy, unfiltered; never raises."""
         self.handle(record, _filtered=True)
+
+    def _with_context(self, record: logging.LogRecord) -> logging.LogRecord | _Carried:
+        """Return ``record``, or it with what of the caller's context must travel with it.
+
+        Inside an OpenTelemetry span: ``trace_id``, ``span_id``, ``trace_flags``, set on
+        a copy on the worker (fields the record already has are kept). With a formatter:
+        the caller's contextvars, for the formatter to run in on the worker. The record
+        other handlers see is never changed.
+        """
+        fields = trace_fields()
+        context = contextvars.copy_context() if self._capture_contextvars else None
+        if context is not None and not len(context):
+            context = None  # nothing set: the worker's own (empty) context is the same
+        if fields is None and context is None:
+            return record
+        return (record, fields, context)
 
     def _prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         """Return what the sink may receive for ``record``: it, or a stable copy.

@@ -5,10 +5,14 @@ structlog is imported when a processor is made, never by ``import batchlog``.
 
 from __future__ import annotations
 
+import datetime
 import functools
+import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any, Callable
 
+from ._context import OTEL_TRACE_MODULE, trace_fields
 from ._lifecycle import deliver_on_sigterm as _deliver_on_sigterm
 from ._sinkspec import close_sink, resolve_sink
 from ._validate import check_bool, check_seconds
@@ -17,9 +21,10 @@ from .metrics import Metrics
 from .overflow import OverflowPolicyLike
 from .writer import BatchWriter, unique_name
 
-__all__ = ["BatchingProcessor"]
+__all__ = ["BatchingProcessor", "RecordTimeStamper"]
 
 EventDict = MutableMapping[str, Any]
+_MODULES = sys.modules  # read at every event: is OpenTelemetry in use?
 
 
 class BatchingProcessor:
@@ -126,11 +131,17 @@ class BatchingProcessor:
         """Return a shallow copy, with ``exc_info`` rendered to ``exception`` text now.
 
         A traceback left for the worker would keep the caller's frames alive until the
-        flush, and ``exc_info=True`` would mean nothing on another thread.
+        flush, and ``exc_info=True`` would mean nothing on another thread. Inside an
+        OpenTelemetry span, the copy gets ``trace_id``, ``span_id`` and ``trace_flags``.
         """
         event = dict(event_dict)
         if "exc_info" in event:
             event = self._format_exc_info(None, "", event)
+        if OTEL_TRACE_MODULE in _MODULES:
+            fields = trace_fields()
+            if fields is not None:
+                for key, value in fields.items():
+                    event.setdefault(key, value)  # keys the chain set already are kept
         return event
 
     @property
@@ -151,3 +162,73 @@ class BatchingProcessor:
 
     def __repr__(self) -> str:
         return f"<BatchingProcessor {self.writer.name!r} sink={self._sink!r}>"
+
+
+class RecordTimeStamper:
+    """A structlog processor that stamps when the record was logged, not when it is rendered.
+
+    Use it instead of ``structlog.processors.TimeStamper`` in a ``ProcessorFormatter``
+    (its ``foreign_pre_chain`` or ``processors``) on a ``BatchingHandler``: that chain runs
+    on the writer's worker thread, up to ``flush_interval`` after the call, so
+    ``TimeStamper`` would stamp the time of rendering. This one reads ``created`` of the
+    ``logging.LogRecord`` that ``ProcessorFormatter`` puts in the event as ``_record``; an
+    event without one is stamped with the current time, as ``TimeStamper`` would. The
+    output has ``TimeStamper``'s forms.
+
+    Args:
+        fmt: ``"iso"`` (ISO 8601), None (a float of UNIX seconds), or a ``strftime`` format.
+        utc: Stamp in UTC (ISO 8601 ends in ``Z`` then), else in local time.
+        key: The event key to set.
+
+    Raises:
+        ValueError: ``fmt`` is None and ``utc`` is False (UNIX timestamps are UTC).
+        TypeError: An argument has the wrong type.
+
+    .. versionadded:: 0.2.0
+    """
+
+    __slots__ = ("fmt", "key", "utc")
+
+    def __init__(
+        self, fmt: str | None = "iso", *, utc: bool = True, key: str = "timestamp"
+    ) -> None:
+        if fmt is not None and not isinstance(fmt, str):
+            msg = f"fmt must be 'iso', None or a strftime format string, not {fmt!r}"
+            raise TypeError(msg)
+        if not isinstance(key, str):
+            msg = f"key must be a str, not {key!r}"
+            raise TypeError(msg)
+        self.utc = check_bool("utc", utc)
+        if fmt is None and not self.utc:
+            msg = "UNIX timestamps are always UTC: fmt=None needs utc=True"
+            raise ValueError(msg)
+        self.fmt = fmt
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"RecordTimeStamper(fmt={self.fmt!r}, utc={self.utc!r}, key={self.key!r})"
+
+    def __call__(
+        self,
+        logger: object,  # noqa: ARG002 -- structlog's processor signature
+        method_name: str,  # noqa: ARG002
+        event_dict: EventDict,
+    ) -> EventDict:
+        """Set ``event_dict[key]`` from the record's ``created``; return the event."""
+        created = getattr(event_dict.get("_record"), "created", None)
+        if not isinstance(created, (int, float)) or isinstance(created, bool):
+            created = time.time()
+        fmt = self.fmt
+        if fmt is None:
+            event_dict[self.key] = float(created)
+            return event_dict
+        stamp = datetime.datetime.fromtimestamp(created, tz=datetime.timezone.utc)
+        if not self.utc:
+            stamp = stamp.astimezone().replace(tzinfo=None)  # TimeStamper's local: naive
+        if fmt.upper() == "ISO":
+            event_dict[self.key] = stamp.isoformat().replace("+00:00", "Z")
+        elif self.utc:
+            event_dict[self.key] = stamp.strftime(fmt)
+        else:
+            event_dict[self.key] = stamp.astimezone().strftime(fmt)
+        return event_dict
