@@ -194,6 +194,35 @@ def test_many_refused_records_cost_a_bounded_number_of_copies(
     assert sum(copies) <= size * 20  # rows sent: O(n log n), never O(n^2) (200 * 200)
 
 
+@pytest.fixture
+def no_line_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sink finds no row number in COPY errors (as with another ``lc_messages``)."""
+    import batchlog.sinks.postgres as postgres_module
+
+    monkeypatch.setattr(postgres_module, "_failed_line", lambda error: None)
+
+
+@pytest.mark.parametrize("every", [1, 3, 50])
+@pytest.mark.usefixtures("no_line_numbers")
+def test_without_the_servers_line_number_the_batch_is_bisected(
+    make_sink, admin, table, copies, every
+):
+    """An error naming no row (another lc_messages language): halves, same outcome, bounded."""
+    sink = make_sink()
+    sink([make_record("warm-up")])
+    forbid(admin, table, "poison")
+    copies.clear()
+    size = 100
+    batch = [make_record("poison" if n % every == 0 else f"ok {n}") for n in range(size)]
+
+    with pytest.raises(FailedRecordsError) as raised:
+        sink(batch)
+
+    assert [record for n, record in enumerate(batch) if n % every == 0] == raised.value.records
+    assert ["warm-up"] + [f"ok {n}" for n in range(size) if n % every] == messages(admin, table)
+    assert len(copies) <= 2 * size
+
+
 def test_a_batch_with_no_storable_record_fails_whole(make_sink, admin, table, make_writer):
     """All records refused: the writer counts them all failed; nothing is stored."""
     sink = make_sink()
