@@ -6,6 +6,7 @@ import contextvars
 import json
 import logging
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -274,3 +275,57 @@ def test_record_time_stamper_in_a_handler_stamps_emit_time(
     handler.flush()
     (record,) = store.records
     assert record.created == json.loads(record.formatted)["timestamp"]
+
+
+def test_otlp_bodies_carry_the_span_as_the_sdk_encodes_it(store: Store) -> None:
+    """End to end: logged through BatchingHandler and the SDK's handler, in spans and out;
+    the OTLP body's traceId, spanId and flags equal the SDK's encoding, record by record."""
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.common._log_encoder")
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+    from test_otlp_encoding import InMemoryLogRecordExporter, log_records, parse_otlp_json
+
+    from batchlog.sinks import OTLPEncoder, encode_record
+
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # deprecated in SDK 1.45
+        sdk_handler = LoggingHandler(logger_provider=provider)
+    ours = BatchingHandler(store, capacity=100, flush_interval=60.0)
+    logger = logging.getLogger("context.otlp-end-to-end")
+    logger.propagate = False
+    logger.addHandler(ours)
+    logger.addHandler(sdk_handler)
+    sampled = sdk_trace.TracerProvider(sampler=ALWAYS_ON).get_tracer("tests")
+    unsampled = sdk_trace.TracerProvider(sampler=ALWAYS_OFF).get_tracer("tests")
+    try:
+        with sampled.start_as_current_span("request"):
+            logger.warning("in a span")
+            with sampled.start_as_current_span("query"):
+                logger.warning("in a child span")
+        with unsampled.start_as_current_span("quiet"):
+            logger.warning("in an unsampled span")
+        logger.warning("outside any span")
+        assert ours.writer.flush(WAIT)
+    finally:
+        logger.removeHandler(ours)
+        logger.removeHandler(sdk_handler)
+        ours.close()
+    body, _ = OTLPEncoder()([encode_record(record) for record in store.records])
+    mine = log_records(parse_otlp_json(body))
+    theirs = log_records(encode_logs(exporter.get_finished_logs()))
+    provider.shutdown()
+    assert 4 == len(mine) == len(theirs)
+    for ours_record, sdk_record in zip(mine, theirs):
+        assert sdk_record.body.string_value == ours_record.body.string_value
+        assert (sdk_record.trace_id, sdk_record.span_id, sdk_record.flags) == (
+            ours_record.trace_id,
+            ours_record.span_id,
+            ours_record.flags,
+        )
+    assert len(theirs[0].trace_id) == 16
+    assert (theirs[3].trace_id, theirs[3].span_id, theirs[3].flags) == (b"", b"", 0)
