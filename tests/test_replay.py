@@ -36,7 +36,7 @@ class FailingPrimary:
         raise ConnectionError("database unreachable")
 
 
-def write_dead_letter(path, messages, *, per_batch=1):
+def write_dead_letter(path, messages, *, per_batch=1, fsync=False):
     """Dead-letter one structlog event per message, ``per_batch`` per batch."""
     logging.getLogger("batchlog-tests.replay-silent").disabled = True
     sink = FallbackSink(FailingPrimary(), path, fsync=False, logger="batchlog-tests.replay-silent")
@@ -110,6 +110,57 @@ def test_records_appended_after_a_replay_go_in_the_next_one(dead_letter):
     result = replay(dead_letter, sink, batch_size=4)
     assert [*ALL, "late0", "late1"] == sink.messages
     assert (result.delivered, result.already_done) == (2, 10)
+
+
+def test_records_appended_during_a_replay_go_in_the_next_one(dead_letter):
+    """A run reads up to the size the file had when it began; the next run takes the rest."""
+    appended = []
+
+    def sink(batch):
+        if not appended:
+            write_dead_letter(dead_letter, ["during0", "during1"])  # a FallbackSink appends
+            appended.append(True)
+        stored.extend(record["message"] for record in batch)
+
+    stored = []
+    first = replay(dead_letter, sink, batch_size=4)
+    second = replay(dead_letter, sink, batch_size=4)
+    assert (first.delivered, second.delivered, second.already_done) == (10, 2, 10)
+    assert stored == [*ALL, "during0", "during1"]
+
+
+def test_replays_while_a_fallback_sink_appends_deliver_each_record_once(tmp_path):
+    """Replays run while another thread dead-letters: each record once, none quarantined."""
+    path = tmp_path / "dead-letter.jsonl"
+    expected = [f"r{n}" for n in range(3000)]
+    done = threading.Event()
+    failures = []
+
+    def append():
+        try:
+            write_dead_letter(path, expected, per_batch=7, fsync=True)  # paced like replay
+        except Exception as exc:  # noqa: BLE001 -- reported by the assertion below
+            failures.append(exc)
+        finally:
+            done.set()
+
+    write_dead_letter(path, ["first"])
+    thread = threading.Thread(target=append)
+    sink = Sink()
+    runs = 0
+    thread.start()
+    try:
+        while not done.is_set():
+            result = replay(path, sink, batch_size=50)
+            assert result.quarantined == 0
+            runs += 1
+    finally:
+        thread.join(60)
+    final = replay(path, sink, batch_size=50)
+    assert failures == []
+    assert (final.quarantined, final.left) == (0, 0)
+    assert sink.messages == ["first", *expected]
+    assert runs >= 1
 
 
 def test_the_result_is_a_frozen_dataclass_with_the_paths(dead_letter):
