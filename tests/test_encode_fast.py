@@ -6,6 +6,7 @@ The plain path is forced by the private switch ``batchlog.sinks._encode._use_orj
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime
 import enum
@@ -164,7 +165,7 @@ def test_the_sinks_write_the_same_on_both_paths(
             jsonl.close()
             sqlite.close()
         assert _encode._use_orjson is use_orjson
-        with sqlite3.connect(folder / "logs.sqlite3") as connection:
+        with contextlib.closing(sqlite3.connect(folder / "logs.sqlite3")) as connection:
             rows = connection.execute("SELECT message, extra FROM logs ORDER BY id").fetchall()
         lines = [
             json.loads(line) for line in (folder / "logs.jsonl").read_text("utf-8").splitlines()
