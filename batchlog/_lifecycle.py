@@ -88,6 +88,9 @@ class Managed(Protocol):
     def reset_after_fork(self) -> None:
         """Become empty and zeroed in a forked child."""
 
+    def delivering_thread(self) -> int | None:
+        """The ident of the thread running (or waiting to run) the sink, if any."""
+
 
 _registry_lock = new_lock()
 _open: dict[int, Any] = {}  # id(worker) -> worker, in the order they were made
@@ -196,10 +199,48 @@ def give_up(worker: Managed) -> None:
     worker.given_up = True
     count = worker.undelivered()
     if count:
+        where = _where_thread_is(worker.delivering_thread())
         write_line(
             f"batchlog: writer {worker.name!r}: {count} record(s) not delivered: its sink "
-            "did not finish in time while the process shut down"
+            f"did not finish in time while the process shut down{where}"
         )
+
+
+#: Frames of these modules say where a thread waits, not what it waits for.
+_WAITING_MODULES = ("threading", "queue", "selectors", "asyncio", "batchlog._")
+
+
+def _where_thread_is(ident: int | None) -> str:
+    """Where thread ``ident`` is now, for the give-up line: what it runs and where it waits.
+
+    For example ``" (its thread was in post, app/sinks.py:41, at wait, threading.py:359)"``:
+    the innermost frame of code other than the waiting machinery (the sink's own, or the
+    library it called), then the innermost frame overall. Empty if the thread is gone.
+    """
+    if ident is None:
+        return ""
+    try:
+        frame: FrameType | None = sys._current_frames().get(ident)
+    except Exception:  # noqa: BLE001 -- a diagnostic must not stop the report
+        return ""
+    if frame is None:
+        return ""
+    innermost = frame
+    doing = None
+    while frame is not None:
+        if not str(frame.f_globals.get("__name__", "")).startswith(_WAITING_MODULES):
+            doing = frame
+            break
+        frame = frame.f_back
+    places = [] if doing is None else [f"in {_place(doing)}"]
+    if doing is not innermost:
+        places.append(f"at {_place(innermost)}")
+    return f" (its thread was {', '.join(places)})"
+
+
+def _place(frame: FrameType) -> str:
+    code = frame.f_code
+    return f"{code.co_name}, {os.path.basename(code.co_filename)}:{frame.f_lineno}"
 
 
 def _in_logging_shutdown() -> bool:

@@ -636,6 +636,11 @@ class Worker(Generic[T]):
         self.requests.flush()
         self.wake()
 
+    def delivering_thread(self) -> int | None:
+        """The thread running the sink now, else the worker thread (None: neither)."""
+        sink_thread = self.sink_thread
+        return sink_thread if sink_thread is not None else self._worker_ident()
+
     def undelivered(self) -> int:
         """Records accepted and not yet finished by the sink (waiting or in flight)."""
         with self._counts_lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -88,12 +89,23 @@ def not_delivered_line(name: str, count: int) -> str:
     )
 
 
+_WHERE = re.compile(r" \(its thread was [^\n]*\)$", re.MULTILINE)
+
+
+def without_where(stderr: str) -> str:
+    """``stderr`` without the where-its-thread-was part of each give-up line."""
+    return _WHERE.sub("", stderr)
+
+
 def assert_exit_gave_up(
     result: subprocess.CompletedProcess[str], elapsed: float, name: str, count: int
 ) -> None:
     """Exit code 0, within exit_timeout=1 (well below the 10 s default, whatever the
     machine's load), and one line on stderr for the writer given up."""
-    assert (result.returncode, result.stderr) == (0, not_delivered_line(name, count))
+    assert (result.returncode, without_where(result.stderr)) == (
+        0,
+        not_delivered_line(name, count),
+    )
     assert elapsed < 8
 
 
@@ -197,6 +209,25 @@ def test_hung_sink_does_not_hang_exit(tmp_path: Path) -> None:
         tmp_path,
     )
     assert_exit_gave_up(result, elapsed, "BatchWriter-1", 100)
+
+
+def test_the_give_up_line_says_where_the_sink_hangs(tmp_path: Path) -> None:
+    """The line names the sink's own frame and the wait it is stuck in."""
+    result, _ = run_script(
+        """
+        def hung_sink(batch):
+            threading.Event().wait()
+        writer = BatchWriter(10, 60.0, hung_sink, exit_timeout=1)
+        writer.add(1)
+        """,
+        tmp_path,
+    )
+    assert re.fullmatch(
+        r"batchlog: writer 'BatchWriter-1': 1 record\(s\) not delivered: its sink did not "
+        r"finish in time while the process shut down \(its thread was in hung_sink, "
+        r"<string>:\d+, at wait, threading\.py:\d+\)\n",
+        result.stderr,
+    ), result.stderr
 
 
 def test_hung_sink_does_not_stop_another_writer_delivering_at_exit(tmp_path: Path) -> None:

@@ -277,12 +277,6 @@ def test_pool_maxtasksperchild(tmp_path: Path, db: Path, method: str) -> None:
     assert len(pids) >= -(-POOL_TASKS // 3), f"workers were not replaced: {pids}"
 
 
-# Known, not yet explained: once in CI (3.13, spawn, handler in code, a loaded machine) a
-# worker's writer did not finish its last batch within its 10 s exit budget after the
-# SIGTERM: 30 of 620 records were reported on stderr as not delivered (bounded and
-# reported, not a hang). The lost-interrupt hang this test used to show is fixed (see
-# _SigtermWatch); this one is kept running, not strict, until it is found.
-@pytest.mark.xfail(strict=False, reason="rare under load: a worker's last batch exceeds its budget")
 @pytest.mark.parametrize(
     ("opt_in", "config"),
     [("initializer", "code"), ("handler", "dictconfig"), ("handler", "code")],
@@ -299,7 +293,26 @@ def test_pool_with_terminate_opt_in(
         else "BatchingHandler(deliver_on_sigterm=True)"
     )
     deployment = f"multiprocessing `with Pool(2)` terminate() + {how} [{method}, {config}]"
-    check(deployment, db, ended, summary, tasks=POOL_TASKS, seconds=seconds)
+    try:
+        check(deployment, db, ended, summary, tasks=POOL_TASKS, seconds=seconds)
+    except AssertionError:
+        slow = sink_still_running(ended.stderr)
+        if slow is None:
+            raise
+        # Seen once in CI on a loaded machine: a worker's last SQLite batch outlasted its
+        # 10 s exit budget after the SIGTERM; bounded and reported, as promised. A writer
+        # given up anywhere but inside its sink (a lock, a lost wake-up) still fails.
+        pytest.xfail(f"the sink itself outlasted the exit budget (slow machine): {slow}")
+
+
+def sink_still_running(stderr: str) -> str | None:
+    """The give-up line of a writer whose sink was still at work (in SQLite), if any."""
+    for line in stderr.splitlines():
+        if "record(s) not delivered" in line and "(its thread was in " in line:
+            doing = line.split("(its thread was in ", 1)[1].split(", at ", 1)[0]
+            if "sqlite.py:" in doing:  # the sink's own frame, not a wait in batchlog's core
+                return line
+    return None
 
 
 @pytest.mark.parametrize("config", CONFIGS)
