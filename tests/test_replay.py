@@ -709,6 +709,34 @@ def test_an_async_sink_failing_stops_the_replay_and_closes_its_loop(dead_letter)
     assert stored == ALL
 
 
+def test_an_interrupt_while_an_async_batch_waits_cancels_it_and_resumes(dead_letter):
+    """Ctrl-C while an async batch is pending: its task is cancelled, the loop closed, and
+    the next run resends only that batch."""
+    stored = []
+    cancelled = []
+    loops = []
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    async def sink(batch):
+        loops.append(asyncio.get_running_loop())
+        if len(loops) == 2:
+            loops[-1].call_soon(interrupt)  # as a signal would, while the batch waits
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+        stored.extend(record["message"] for record in batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        replay(dead_letter, sink, batch_size=4)
+    assert (cancelled, loops[0].is_closed(), stored) == ([True], True, ALL[:4])
+    replay(dead_letter, sink, batch_size=4)
+    assert stored == ALL
+
+
 def test_an_async_sink_inside_a_running_loop_is_a_clear_error(dead_letter):
     """From a thread running an event loop, an async sink raises RuntimeError saying why."""
 

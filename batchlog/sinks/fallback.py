@@ -9,7 +9,13 @@ A dead-letter file is JSON Lines, one failed record per line, in an envelope::
 ``record`` is the common encoding (``batchlog.sinks.encode_record``), ``error`` the
 primary sink's exception (type and message), ``failed_at`` when the batch failed (RFC 3339,
 UTC). ``replay`` (or ``python -m batchlog replay FILE --sink SPEC``) feeds the records
-to any sink once the primary works again.
+to any sink once the primary works again, exactly once: beside the file it keeps
+
+- ``FILE.checkpoint``: how far the file is finished (a byte offset, the offsets of lines
+  finished after it, digests that tell the same file from a replaced one, the counts);
+  replaced atomically after each batch, so a run resumes where the last one stopped;
+- ``FILE.quarantine.jsonl``: lines that are not records and records the sink refused one
+  by one, each with a one-line ``reason``, its ``source`` file and byte ``offset``.
 """
 
 from __future__ import annotations
@@ -396,6 +402,8 @@ _FINGERPRINT_BYTES = 4096
 _CHECKPOINT_VERSION = 1
 #: Bytes read at a time when counting the lines left.
 _COUNT_CHUNK = 1 << 20
+#: Seconds the tasks of an interrupted async batch get to finish cancelling.
+_CANCEL_GRACE = 1.0
 
 
 class ReplayCheckpointError(BatchlogError, ValueError):
@@ -661,8 +669,8 @@ class _Awaiter:
             pending = asyncio.all_tasks(loop)
             for task in pending:
                 task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            if pending:  # bounded: a sink that ignores cancellation must not hang the end
+                loop.run_until_complete(asyncio.wait(pending, timeout=_CANCEL_GRACE))
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
@@ -695,6 +703,22 @@ def _positions(batch: list[dict[str, Any]], failed: list[Any]) -> list[int] | No
 
 class _Replay:
     """One run of ``replay``: the file, its checkpoint, the quarantine and the counts."""
+
+    __slots__ = (
+        "already_done",
+        "awaiter",
+        "batch_size",
+        "checkpoint",
+        "delivered",
+        "left",
+        "path",
+        "progress",
+        "quarantine",
+        "quarantine_path",
+        "quarantined",
+        "sink",
+        "size",
+    )
 
     def __init__(
         self,
