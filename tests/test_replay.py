@@ -621,6 +621,23 @@ def test_a_checkpoint_path_that_is_the_file_itself_is_refused(dead_letter):
         replay(dead_letter, Sink(), checkpoint_path=dead_letter)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"sink": "not a sink"}, "sink must be a sink"),
+        ({"progress": 3}, "progress must be a callable"),
+        ({"remove": "yes"}, "remove must be True or False"),
+    ],
+    ids=["sink", "progress", "remove"],
+)
+def test_bad_arguments_are_refused_naming_them_before_anything_is_sent(dead_letter, kwargs, named):
+    """A sink, progress or remove of the wrong kind: TypeError naming it, no checkpoint."""
+    arguments = {"sink": Sink(), **kwargs}
+    with pytest.raises(TypeError, match=named):
+        replay(dead_letter, **arguments)
+    assert not Path(f"{dead_letter}.checkpoint").exists()
+
+
 def test_remove_deletes_the_file_and_its_checkpoint_when_all_is_done(dead_letter):
     """``remove=True``: file and checkpoint deleted once every line is finished."""
     result = replay(dead_letter, Sink(), remove=True)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 from .._report import StderrReporter
 from .._sinkspec import resolve_sink
 from .._types import AnyRecord, Sink
-from .._validate import check_int
+from .._validate import check_bool, check_callable, check_int
 from ..errors import BatchlogError, FailedRecordsError
 from ..metrics import MetricField
 from ._base import SinkBase, check_file_path
@@ -970,7 +970,9 @@ def replay(
         finished by earlier runs, lines left, and the paths.
 
     Raises:
-        ValueError: ``batch_size`` is below 1.
+        ValueError: ``batch_size`` is below 1, or the checkpoint or quarantine path is
+            ``path`` itself.
+        TypeError: ``sink`` or ``progress`` is not callable, or ``remove`` not a bool.
         ReplayCheckpointError: The checkpoint does not fit the file (truncated or
             replaced since) or is damaged. Nothing was sent. Also a ``ValueError``.
         OSError: The file cannot be read, or the checkpoint or quarantine written.
@@ -986,6 +988,9 @@ def replay(
        sinks; ``progress``; returns a ``ReplayResult`` (it returned the count delivered).
     """
     check_int("batch_size", batch_size, low=1)
+    check_callable("sink", sink, what="a sink (a callable taking a list of records)")
+    check_callable("progress", progress, optional=True, what="a callable taking a ReplayResult")
+    check_bool("remove", remove)
     file_path = os.fspath(path)
     checkpoint_file = (
         f"{file_path}.checkpoint" if checkpoint_path is None else os.fspath(checkpoint_path)
