@@ -16,6 +16,7 @@ import math
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -136,10 +137,30 @@ def test_non_finite_floats_from_encode_record_are_text_on_both_paths(
     assert json.loads(json_bytes(encoded))["extra"] == {"nan": "nan", "inf": "inf", "ninf": "-inf"}
 
 
-def test_a_raw_non_finite_float_is_null_with_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The documented difference: raw NaN (not through encode_record) is orjson's null."""
-    assert plain_bytes([math.nan], monkeypatch) == b'["nan"]'
-    assert fast_bytes([math.nan], monkeypatch) == b"[null]"
+class Colour(enum.Enum):
+    RED = "r"
+
+
+@pytest.mark.parametrize(
+    ("value", "plain", "fast"),
+    [
+        (math.nan, b'["nan"]', b"[null]"),
+        (Colour.RED, b"[\"<Colour.RED: 'r'>\"]", b'["r"]'),
+        (
+            uuid.UUID(int=1),
+            b"[\"UUID('00000000-0000-0000-0000-000000000001')\"]",
+            b'["00000000-0000-0000-0000-000000000001"]',
+        ),
+    ],
+    ids=["nan", "enum", "uuid"],
+)
+def test_the_documented_differences_for_data_not_encoded_first(
+    value: Any, plain: bytes, fast: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raw values orjson knows (not through encode_record) are written orjson's way."""
+    assert (plain_bytes([value], monkeypatch), fast_bytes([value], monkeypatch)) == (plain, fast)
+    encoded = encode_record({"event": "e", "v": value})  # through the encoding: the same
+    assert plain_bytes(encoded, monkeypatch) == fast_bytes(encoded, monkeypatch)
 
 
 def test_the_sinks_write_the_same_on_both_paths(

@@ -597,8 +597,15 @@ def json_bytes(data: Any) -> bytes:
     extra installed (orjson), orjson writes it, imported on the first call; set the
     environment variable ``BATCHLOG_NO_ORJSON=1`` to use the standard library instead.
     Whatever orjson cannot write as the plain path does (integers beyond 64 bits, text
-    that is not valid UTF-8, keys that are not strings, subclasses of str, int, dict or
-    list, datetimes, dataclasses) falls back to the plain path, value for value.
+    that is not valid UTF-8 or holds NUL, keys that are not strings, subclasses of str,
+    int, dict or list, datetimes, dataclasses) is written by the plain path instead.
+
+    For ``encode_record``'s output, which is what every sink and encoder passes, both
+    paths give the same bytes except the spelling of some floats (``1e-07`` or ``1e-7``,
+    the same value). Data that did not go through ``encode_record`` can hold values
+    orjson writes its own way where the plain path writes text: a NaN or an infinity
+    (orjson: ``null``; plain: ``"nan"``), an ``enum.Enum`` (its value; plain: its
+    ``repr``), a ``uuid.UUID`` (its string; plain: its ``repr``).
 
     .. versionadded:: 0.2.0
     """
