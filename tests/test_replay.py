@@ -498,6 +498,26 @@ def test_a_passing_partial_failure_keeps_the_delivered_part_and_retries_the_rest
     assert (ALL, result.quarantined, result.already_done) == (stored, 0, 2)
 
 
+def test_records_delivered_after_a_passing_failure_in_mid_batch_are_not_resent(dead_letter):
+    """A retryable failure of one record mid-batch: the records after it are not resent."""
+    stored = []
+    calls = []
+
+    def sink(batch):
+        calls.append([record["message"] for record in batch])
+        if len(calls) == 1:
+            stored.extend(record["message"] for record in batch if record["message"] != "m1")
+            raise RetryableError([batch[1]], cause=ConnectionError("reset"))
+        stored.extend(record["message"] for record in batch)
+
+    with pytest.raises(RetryableError):
+        replay(dead_letter, sink, batch_size=4)
+    result = replay(dead_letter, sink, batch_size=4)
+    assert calls[1] == ["m1", "m4"]  # m2, m3 are done: skipped (their lines count in the step)
+    assert sorted(stored) == sorted(ALL)
+    assert (len(stored), result.already_done, result.delivered) == (10, 3, 7)
+
+
 class LocalServer:
     """An HTTP server on 127.0.0.1; ``answer(body)`` gives each request's status and body."""
 
