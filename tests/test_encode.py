@@ -334,8 +334,15 @@ def test_every_text_field_of_a_logrecord_is_made_storable():
 def test_every_text_field_of_an_event_is_made_storable():
     """An event dict's text fields and keys get the same form."""
     encoded = encode_record(
-        {"event": "e\x00", "logger": "l\udcff", "timestamp": "not a time\x00", "k\x00": "v\udcff"}
+        {
+            "event": "e\x00",
+            "logger": "l\udcff",
+            "timestamp": "not a time\x00",
+            "level": "odd\x00",
+            "k\x00": "v\udcff",
+        }
     )
+    assert encoded["level"] == "ODD\\x00"
     assert (
         encoded["message"],
         encoded["logger"],

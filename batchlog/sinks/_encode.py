@@ -347,7 +347,7 @@ def _level_number(level: Any) -> int | None:
 
 def _level_name(level: Any) -> str | None:
     if isinstance(level, str):
-        return level.strip().upper()
+        return storable_text(level.strip().upper())
     number = _int_or_none(level)
     if number is None:
         return None
