@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from batchlog import FailedRecordsError
+from batchlog import BatchingHandler, BatchingProcessor, FailedRecordsError
 from batchlog.cli import main
 from batchlog.sinks import FIELDS, FallbackSink, JsonLinesSink, SQLiteSink, encode_record, replay
 from batchlog.sinks.fallback import FallbackMetrics
@@ -500,3 +500,53 @@ def test_cancelling_an_async_primary_dead_letters_nothing(dead_letter_path, make
 
     asyncio.run(cancel_it())
     assert (dead_letter_path.exists(), sink.primary_failures) == (False, 0)
+
+
+class AsyncClosingPrimary(AsyncPrimary):
+    """An async primary whose only close is ``async def aclose`` (httpx's spelling)."""
+
+    def __init__(self):
+        super().__init__()
+        self.closed_on = None
+
+    async def aclose(self):
+        await asyncio.sleep(0)
+        self.closed_on = asyncio.get_running_loop()
+
+
+def test_an_async_primary_close_is_returned_to_be_awaited(dead_letter_path):
+    """``close()`` with an async primary close returns a coroutine that awaits it."""
+    primary = AsyncClosingPrimary()
+    sink = FallbackSink(primary, dead_letter_path)
+    closing = sink.close()
+    assert (asyncio.iscoroutine(closing), sink.dead_letter.closed) == (True, True)
+    asyncio.run(closing)
+    assert primary.closed_on is not None
+    assert sink.close() is None  # idempotent: nothing more to await
+
+
+def test_a_handler_awaits_an_async_primary_close_on_the_writers_loop(dead_letter_path):
+    """Through a BatchingHandler, the primary's async close is awaited on the writer's loop."""
+    primary = AsyncClosingPrimary()
+    handler = BatchingHandler(FallbackSink(primary, dead_letter_path), capacity=10)
+    try:
+        handler.handle(log_record("delivered"))
+    finally:
+        handler.close()
+    assert [record.getMessage() for batch in primary.batches for record in batch] == ["delivered"]
+    assert primary.closed_on is not None
+    assert primary.closed_on.is_closed()  # the writer's loop, closed after on_close
+
+
+def test_a_processor_awaits_an_async_primary_close(dead_letter_path):
+    """Through a BatchingProcessor too, the primary's async close is awaited at close."""
+    structlog = pytest.importorskip("structlog")
+    primary = AsyncClosingPrimary()
+    processor = BatchingProcessor(FallbackSink(primary, dead_letter_path), capacity=10)
+    try:
+        with pytest.raises(structlog.DropEvent):
+            processor(None, "info", {"event": "delivered"})
+    finally:
+        processor.close()
+    assert [event["event"] for batch in primary.batches for event in batch] == ["delivered"]
+    assert primary.closed_on is not None

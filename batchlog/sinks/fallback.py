@@ -183,6 +183,7 @@ class FallbackSink(SinkBase):
 
     __slots__ = (
         "_counts",
+        "_primary_closing",
         "_reporter",
         "dead_letter",
         "logger",
@@ -212,6 +213,7 @@ class FallbackSink(SinkBase):
         # primary_failures, dead_lettered_batches, dead_lettered_records, dead_letter_failures:
         # replaced whole, so a snapshot is one read and never waits for a batch or a close.
         self._counts: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self._primary_closing: Awaitable[object] | None = None  # an async close, for close()
         super().__init__()
 
     def __repr__(self) -> str:
@@ -348,16 +350,26 @@ class FallbackSink(SinkBase):
             reporter = self._reporter = StderrReporter()  # two racing: one report uncounted
         return reporter
 
-    def close(self) -> None:
+    # A close may be async (the writer awaits what a sink's close returns): see Returns.
+    def close(self) -> Coroutine[Any, Any, None] | None:  # type: ignore[override]
         """Close the primary sink (if it has ``close()``) and the dead-letter file.
 
         Idempotent. Both are closed even if the first fails. A batch in flight is not
-        waited for here: the primary's own ``close()`` waits for it.
+        waited for here: the primary's own ``close()`` waits for it. A primary without
+        ``close()`` but with ``aclose()`` (an async client's spelling) has that called.
+
+        Returns:
+            None; or, when the primary's close is async (it returned an awaitable), a
+            coroutine that awaits it: a ``batchlog.BatchWriter`` awaits it on its loop,
+            other callers must await it. The dead-letter file is closed already.
 
         Raises:
             Exception: What the primary's ``close()`` raised.
         """
         super().close()
+        with self._sink_lock():
+            closing, self._primary_closing = self._primary_closing, None
+        return None if closing is None else _awaited(closing)
 
     def _release(self) -> None:
         """Close the primary and the dead-letter file (``close()`` holds the lock).
@@ -366,9 +378,13 @@ class FallbackSink(SinkBase):
         never while it holds the primary's or the dead-letter file's.
         """
         close_primary = getattr(self.primary, "close", None)
+        if not callable(close_primary):
+            close_primary = getattr(self.primary, "aclose", None)
         try:
             if callable(close_primary):
-                close_primary()
+                result = close_primary()
+                if result is not None and inspect.isawaitable(result):
+                    self._primary_closing = result  # close() hands it to its caller
         finally:
             self.dead_letter.close()
 
@@ -384,6 +400,7 @@ class FallbackSink(SinkBase):
         """In a forked child: zeroed counters; a new reporter (its lock may be held)."""
         self._counts = (0, 0, 0, 0)
         self._reporter = None
+        self._primary_closing = None  # the parent's to await, on the parent's loop
 
 
 # ---------------------------------------------------------------------- replay
