@@ -820,6 +820,17 @@ def sink_module(tmp_path, monkeypatch):
             async def store_async(batch):
                 await asyncio.sleep(0)
                 store(batch)
+
+            class AsyncStore:
+                closed = []
+
+                async def __call__(self, batch):
+                    await asyncio.sleep(0)
+                    store(batch)
+
+                async def aclose(self):
+                    await asyncio.sleep(0)
+                    AsyncStore.closed.append(True)
             """
         ),
         encoding="utf-8",
@@ -880,6 +891,14 @@ def test_cli_replays_into_an_async_sink(dead_letter, sink_module, capsys):
     assert main(["replay", str(dead_letter), "--sink", f"{name}:store_async"]) == 0
     assert module.stored == ALL
     assert "replayed 10 records" in capsys.readouterr().out
+
+
+def test_cli_awaits_an_async_sinks_aclose(dead_letter, sink_module, capsys):
+    """A sink class with an async ``__call__`` and ``aclose()``: both are awaited."""
+    name, module = sink_module
+    assert main(["replay", str(dead_letter), "--sink", f"{name}:AsyncStore"]) == 0
+    assert (module.stored, module.AsyncStore.closed) == (ALL, [True])
+    assert capsys.readouterr().err == ""
 
 
 def test_cli_remove_keeps_the_file_when_a_line_is_left(dead_letter, sink_module, capsys):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import inspect
 import os
 import sys
 from collections.abc import Iterator
@@ -184,12 +185,10 @@ def _run(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     except Exception as exc:  # noqa: BLE001 -- a command reports in one line, not a traceback
         failure, code = f"failed: {_one_line(exc)}", 1
     finally:
-        close = getattr(sink, "close", None)
-        if callable(close):
-            try:
-                close()  # before removing: a sink may finish its writes on close
-            except Exception as exc:  # noqa: BLE001 -- reported in one line
-                failure, code = failure or f"closing the sink failed: {_one_line(exc)}", 1
+        try:
+            _close(sink)  # before removing: a sink may finish its writes on close
+        except Exception as exc:  # noqa: BLE001 -- reported in one line
+            failure, code = failure or f"closing the sink failed: {_one_line(exc)}", 1
     removed = False
     if code == 0 and args.remove and last and last[-1].finished:
         removed = _remove(args.file, last[-1])
@@ -213,6 +212,23 @@ def _check_paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> N
         directory = os.path.dirname(os.path.abspath(value))
         if not os.path.isdir(directory):
             parser.error(f"{option} {value!r}: its directory {directory!r} does not exist")
+
+
+def _close(sink: object) -> None:
+    """Call the sink's ``close()`` (or ``aclose()``); await it if it is async."""
+    close = getattr(sink, "close", None)
+    if not callable(close):
+        close = getattr(sink, "aclose", None)
+    if not callable(close):
+        return
+    result = close()
+    if result is not None and inspect.isawaitable(result):
+        import asyncio
+
+        async def finish() -> None:
+            await result
+
+        asyncio.run(finish())
 
 
 def _one_line(exc: BaseException) -> str:
