@@ -20,7 +20,7 @@ import pytest
 
 from batchlog import FailedRecordsError
 from batchlog.cli import main
-from batchlog.sinks import FallbackSink, HTTPSink, SQLiteSink, replay
+from batchlog.sinks import FallbackSink, HTTPSink, PostgresSink, SQLiteSink, replay
 from batchlog.sinks.fallback import ReplayCheckpointError, ReplayResult
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -580,6 +580,66 @@ def test_an_http_batch_split_in_requests_is_resumed_after_the_delivered_part(dea
         server.stop()
     assert 0 < delivered_first < 10
     assert (ALL, result.already_done) == (server.messages, delivered_first)
+
+
+@pytest.fixture(scope="module")
+def postgres_conninfo():
+    """A connection string to this test process's PostgreSQL server (``pg_server``)."""
+    required = os.environ.get("BATCHLOG_REQUIRE_POSTGRES") == "1"
+    if not required:
+        pytest.importorskip("psycopg")
+    from pg_server import PostgresUnavailableError, shared_server
+
+    try:
+        return shared_server().conninfo()
+    except PostgresUnavailableError as exc:
+        if required:
+            pytest.fail(f"BATCHLOG_REQUIRE_POSTGRES=1 but PostgreSQL did not start: {exc}")
+        pytest.skip(f"PostgreSQL could not be started: {exc}")
+
+
+@pytest.mark.postgres
+def test_into_postgres_a_refused_row_is_quarantined_and_an_outage_resumed(
+    dead_letter, postgres_conninfo
+):
+    """A real PostgresSink: a row a CHECK refuses is quarantined, the others stored once;
+    the server unreachable stops the replay, and the next run resumes exactly once."""
+    import psycopg
+    from pg_server import free_port
+
+    table = f"replay_{uuid.uuid4().hex[:10]}"
+    unreachable = PostgresSink(
+        f"host=127.0.0.1 port={free_port()} dbname=x connect_timeout=2",
+        table=table,
+        max_attempts=1,
+    )
+    sink = PostgresSink(postgres_conninfo, table=table, max_attempts=1)
+    try:
+        sink([{"event": "before"}])
+        with psycopg.connect(postgres_conninfo, autocommit=True) as admin:
+            admin.execute(f"ALTER TABLE {table} ADD CONSTRAINT no_m7 CHECK (message <> 'm7')")
+            calls = []
+
+            def goes_down(batch):  # the first batch is stored, then the server is gone
+                calls.append(len(batch))
+                (sink if len(calls) == 1 else unreachable)(batch)
+
+            with pytest.raises(psycopg.OperationalError):
+                replay(dead_letter, goes_down, batch_size=4)
+            first = replay(dead_letter, sink, batch_size=4)
+            second = replay(dead_letter, sink, batch_size=4)
+            rows = admin.execute(f"SELECT message FROM {table} ORDER BY id").fetchall()  # noqa: S608
+            admin.execute(f"DROP TABLE {table}, {table}_batch_ids")
+    finally:
+        unreachable.close()
+        sink.close()
+    assert [message for (message,) in rows] == ["before", *(m for m in ALL if m != "m7")]
+    assert calls == [4, 4]
+    assert (first.delivered, first.quarantined, first.already_done) == (5, 1, 4)
+    assert (second.delivered, second.already_done) == (0, 10)
+    (entry,) = read_lines(first.quarantine_path)
+    assert entry["record"]["message"] == "m7"
+    assert "no_m7" in entry["reason"]
 
 
 # --------------------------------------------------------------------------- checkpoint file
