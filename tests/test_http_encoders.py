@@ -487,3 +487,33 @@ def test_other_encoders_carry_the_trace_context_as_extra_fields(encoder: Any) ->
     text = body.decode()
     for key, value in TRACE_CONTEXT.items():
         assert json.dumps({key: value}, separators=(",", ":"))[1:-1] in text.replace('\\"', '"')
+
+
+def test_otlp_attributes_shared_within_a_body_equal_those_made_per_record() -> None:
+    """The per-body cache of a place's attributes changes nothing in the output."""
+    import logging
+
+    from batchlog.sinks import OTLPEncoder, encode_record
+
+    records = []
+    for number in range(6):
+        record = logging.LogRecord(
+            "app", logging.INFO, "/src/app.py", 7 + number % 2, "m %d", (number,), None
+        )
+        if number == 2:
+            record.user = "u2"
+            record.__dict__["logger.name"] = "an extra that must not win"
+        if number == 3:
+            record.exc_text = "Traceback (most recent call last):\nValueError: boom"
+        records.append(encode_record(record))
+    records.append({**records[0], "line": [1, 2]})  # unhashable: made without the cache
+    observed = "1"
+    shared_cache: dict = {}
+    with_cache = [OTLPEncoder.log_record(record, observed, shared_cache) for record in records]
+    without = [OTLPEncoder.log_record(record, observed) for record in records]
+    assert without == with_cache
+    assert len(shared_cache) == 2  # two places: line 7 and line 8
+    (user,) = [kv for kv in with_cache[2]["attributes"] if kv["key"] == "user"]
+    assert user["value"] == {"stringValue": "u2"}
+    names = [kv for kv in with_cache[2]["attributes"] if kv["key"] == "logger.name"]
+    assert names == [{"key": "logger.name", "value": {"stringValue": "app"}}]

@@ -104,9 +104,38 @@ def timestamp_nanoseconds(timestamp: object) -> int:
 
     .. versionadded:: 0.2.0
     """
+    global _last_second  # noqa: PLW0603 -- one cache, replaced whole
+    if (
+        type(timestamp) is str
+        and len(timestamp) == _ENCODED_LENGTH
+        and timestamp[19] == "."
+        and timestamp[26] == "Z"
+        and timestamp[20:26].isdigit()
+    ):
+        # encode_record's own form: records of a batch share their second, so most calls
+        # read only the microseconds.
+        second, nanoseconds = _last_second
+        if timestamp.startswith(second):
+            return nanoseconds + int(timestamp[20:26]) * 1000
+        whole = _parsed_nanoseconds(timestamp[:19] + "Z")
+        if whole is not None:
+            _last_second = (timestamp[:19], whole)
+            return whole + int(timestamp[20:26]) * 1000
+    parsed = _parsed_nanoseconds(timestamp)
+    return time.time_ns() if parsed is None else parsed
+
+
+#: The length of encode_record's timestamps: "2026-11-27T05:27:12.123456Z".
+_ENCODED_LENGTH = 27
+# The last whole second read and its nanoseconds: one tuple, so racing threads see a pair.
+_last_second: tuple[str, int] = ("none yet", 0)  # no timestamp starts with this
+
+
+def _parsed_nanoseconds(timestamp: object) -> int | None:
+    """Read an RFC 3339 timestamp (see ``timestamp_nanoseconds``); None if it cannot."""
     match = _TIMESTAMP.match(timestamp.strip()) if isinstance(timestamp, str) else None
     if match is None:
-        return time.time_ns()
+        return None
     year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
     fraction = (match.group(7) or "").ljust(9, "0")
     offset = match.group(8)
@@ -125,7 +154,7 @@ def timestamp_nanoseconds(timestamp: object) -> int:
         if zone is None:
             moment = moment.astimezone()  # naive: local time
     except (ValueError, OverflowError):
-        return time.time_ns()
+        return None
     whole_seconds = (moment - _EPOCH) // _ONE_SECOND
     return whole_seconds * 1_000_000_000 + int(fraction)
 
@@ -419,6 +448,13 @@ def severity_number(level_number: object) -> int:
 
 def _any_value(value: Any) -> dict[str, Any]:
     """Return ``value`` as an OTLP ``AnyValue`` (JSON form; 64-bit ints as strings)."""
+    kind = type(value)
+    if kind is str:  # the common kinds first, by exact type
+        return {"stringValue": value}
+    if kind is int and _INT64[0] <= value <= _INT64[1]:
+        return {"intValue": str(value)}
+    if kind is float:
+        return {"doubleValue": value}
     if isinstance(value, bool):
         result: dict[str, Any] = {"boolValue": value}
     elif isinstance(value, int):
@@ -494,6 +530,19 @@ def _resource_attributes(resource: object) -> dict[str, Any]:
     return {str(key): attributes[key] for key in attributes}
 
 
+#: The OTLP attribute each encoded field becomes (semantic conventions' names).
+_RECORD_ATTRIBUTES = (
+    ("logger.name", "logger"),
+    ("thread.id", "thread"),
+    ("thread.name", "thread_name"),
+    ("process.pid", "process"),
+    ("code.file.path", "path"),
+    ("code.function.name", "function"),
+    ("code.line.number", "line"),
+    ("code.stacktrace", "stack"),
+)
+
+
 class OTLPEncoder:
     """Bodies for OpenTelemetry's OTLP/HTTP JSON logs endpoint (``POST /v1/logs``).
 
@@ -561,6 +610,7 @@ class OTLPEncoder:
     def __call__(self, records: list[dict[str, Any]]) -> tuple[bytes, str]:
         """Return the ``ExportLogsServiceRequest`` JSON (``application/json``)."""
         observed = str(time.time_ns())
+        cache: dict[tuple[Any, ...], tuple[list[dict[str, Any]], frozenset[str]]] = {}
         body = {
             "resourceLogs": [
                 {
@@ -568,7 +618,9 @@ class OTLPEncoder:
                     "scopeLogs": [
                         {
                             "scope": {"name": "batchlog", "version": __version__},
-                            "logRecords": [self.log_record(record, observed) for record in records],
+                            "logRecords": [
+                                self.log_record(record, observed, cache) for record in records
+                            ],
                         }
                     ],
                 }
@@ -577,48 +629,69 @@ class OTLPEncoder:
         return json_bytes(body), JSON
 
     @staticmethod
-    def log_record(record: Mapping[str, Any], observed: str) -> dict[str, Any]:
-        """Return one OTLP ``LogRecord`` (JSON form) for an encoded record."""
+    def log_record(
+        record: Mapping[str, Any],
+        observed: str,
+        cache: dict[tuple[Any, ...], tuple[list[dict[str, Any]], frozenset[str]]] | None = None,
+    ) -> dict[str, Any]:
+        """Return one OTLP ``LogRecord`` (JSON form) for an encoded record.
+
+        ``cache`` (one per body) keeps the attributes of records logged at the same place
+        by the same thread: they are made once and shared, not made again per record.
+        """
+        get = record.get
+        place = tuple([get(field) for _, field in _RECORD_ATTRIBUTES])
+        try:
+            known = None if cache is None else cache.get(place)
+        except TypeError:  # an unhashable field (a hand-made record): not kept
+            known, cache = None, None
+        if known is None:
+            common = {
+                name: value
+                for (name, _), value in zip(_RECORD_ATTRIBUTES, place)
+                if value is not None
+            }
+            known = (_key_values(common), frozenset(common))
+            if cache is not None and len(cache) < _PLACES_KEPT:
+                cache[place] = known
+        key_values, names = known
         attributes: dict[str, Any] = {}
-        for name, field in (
-            ("logger.name", "logger"),
-            ("thread.id", "thread"),
-            ("thread.name", "thread_name"),
-            ("process.pid", "process"),
-            ("code.file.path", "path"),
-            ("code.function.name", "function"),
-            ("code.line.number", "line"),
-            ("code.stacktrace", "stack"),
-        ):
-            if record.get(field) is not None:
-                attributes[name] = record[field]
-        exception = record.get("exception")
+        exception = get("exception")
         if isinstance(exception, str) and exception:
             parsed = _exception_type_and_message(exception)
             if parsed is not None:
                 attributes["exception.type"], attributes["exception.message"] = parsed
             attributes["exception.stacktrace"] = exception
-        extra = record.get("extra")
+        extra = get("extra")
         trace: dict[str, Any] = {}
-        if isinstance(extra, Mapping):
+        if extra and isinstance(extra, Mapping):
             trace, trace_keys = _trace_context(extra)
             for key, value in extra.items():
                 if value is not None and key not in trace_keys:
                     attributes.setdefault(str(key), value)
+        if attributes:
+            key_values = key_values + _key_values(
+                {key: value for key, value in attributes.items() if key not in names}
+            )
         log_record: dict[str, Any] = {
-            "timeUnixNano": str(timestamp_nanoseconds(record.get("timestamp"))),
+            "timeUnixNano": str(timestamp_nanoseconds(get("timestamp"))),
             "observedTimeUnixNano": observed,
-            "severityNumber": severity_number(record.get("level_number")),
+            "severityNumber": severity_number(get("level_number")),
         }
-        level = record.get("level")
+        level = get("level")
         if isinstance(level, str):
             log_record["severityText"] = level
-        message = record.get("message")
+        message = get("message")
         if message is not None:
             log_record["body"] = _any_value(message)
-        log_record["attributes"] = _key_values(attributes)
-        log_record.update(trace)
+        log_record["attributes"] = key_values
+        if trace:
+            log_record.update(trace)
         return log_record
+
+
+#: Most distinct places (logger, thread, code location) one body keeps attributes for.
+_PLACES_KEPT = 256
 
 
 # --------------------------------------------------------------------------- by name
