@@ -85,5 +85,5 @@ def test_fallback_dead_letters_only_the_failed_records_and_replay_sends_them_onc
     lines = [json.loads(line) for line in dead.read_text().splitlines()]
     assert [line["record"]["message"] for line in lines] == ["1", "3", "5", "7", "9"]
     replayed: list[Any] = []
-    assert replay(dead, replayed.extend) == 5
+    assert replay(dead, replayed.extend).delivered == 5
     assert [record["message"] for record in replayed] == ["1", "3", "5", "7", "9"]
