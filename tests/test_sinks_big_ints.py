@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from batchlog.sinks import FallbackSink, JsonLinesSink, SQLiteSink, encode_record, to_json
-from batchlog.sinks._http_encoders import ENCODER_NAMES, make_encoder
+from batchlog.sinks.encoders import ENCODER_NAMES, encoder_named
 
 pytestmark = pytest.mark.skipif(
     not hasattr(sys, "get_int_max_str_digits"), reason="this Python writes any int in decimal"
@@ -76,5 +76,5 @@ def test_a_failed_batch_with_a_huge_int_is_dead_lettered(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("name", ENCODER_NAMES)
 def test_every_http_encoder_builds_a_body(name: str) -> None:
-    body, _ = make_encoder(name)([encode_record(record_with(huge=HUGE))])
+    body, _ = encoder_named(name)([encode_record(record_with(huge=HUGE))])
     assert hex(HUGE).encode() in body

@@ -1,9 +1,11 @@
 """The ``python -m batchlog`` command: one subcommand per module, registered below.
 
 ``replay``
-    ``python -m batchlog replay FILE --sink SPEC [--batch-size N] [--remove]`` feeds the
-    records of a dead-letter file (written by ``batchlog.sinks.FallbackSink``) or of
-    a JSON Lines file to a sink. ``SPEC`` is ``sqlite:PATH`` (an
+    ``python -m batchlog replay FILE --sink SPEC [--batch-size N] [--checkpoint PATH]
+    [--quarantine PATH] [--remove] [--no-progress]`` feeds the records of a dead-letter
+    file (written by ``batchlog.sinks.FallbackSink``) or of a JSON Lines file to a sink,
+    exactly once: a checkpoint beside the file lets an interrupted or failed run resume,
+    and records that cannot be stored go to a quarantine file. ``SPEC`` is ``sqlite:PATH`` (an
     ``batchlog.sinks.SQLiteSink``), ``jsonl:PATH`` (a
     ``batchlog.sinks.JsonLinesSink``, fsynced), or an import string
     ``pkg.mod:attr`` naming a sink class (called with no arguments) or any other
@@ -24,7 +26,7 @@
 
 Exit codes: 0 success; 1 the sink or the file failed while replaying, or the demo or a
 benchmark lost records; 2 bad usage (a one-line message on stderr, never a traceback),
-including a missing optional library.
+including a missing optional library; 130 interrupted (Ctrl-C) while replaying.
 
 Each subcommand is a module of this package (``replay``, ``demo``, ``bench``) with an
 ``add_parser(subcommands)`` that adds its parser and sets ``run`` to a function

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .._types import ClosableSink, Sink
     from ._base import SinkBase
-    from ._encode import FIELDS, encode_record, to_json
+    from ._encode import FIELDS, encode_record, json_bytes, storable_text, to_json
     from .encoders import (
         BulkEncoder,
         CheckingEncoder,
@@ -45,7 +45,13 @@ if TYPE_CHECKING:
         NDJSONEncoder,
         OTLPEncoder,
     )
-    from .fallback import FallbackMetrics, FallbackSink, replay
+    from .fallback import (
+        FallbackMetrics,
+        FallbackSink,
+        ReplayCheckpointError,
+        ReplayResult,
+        replay,
+    )
     from .forward import HandlerSink
     from .http import DeliveryError, HTTPSink
     from .jsonl import JsonLinesSink
@@ -69,11 +75,15 @@ __all__ = [
     "NDJSONEncoder",
     "OTLPEncoder",
     "PostgresSink",
+    "ReplayCheckpointError",
+    "ReplayResult",
     "SQLiteSink",
     "Sink",
     "SinkBase",
     "encode_record",
+    "json_bytes",
     "replay",
+    "storable_text",
     "to_json",
 ]
 
@@ -81,12 +91,16 @@ _WHERE = {
     "FIELDS": "._encode",
     "encode_record": "._encode",
     "to_json": "._encode",
+    "json_bytes": "._encode",
+    "storable_text": "._encode",
     "ClosableSink": ".._types",
     "Sink": ".._types",
     "SinkBase": "._base",
     "FallbackMetrics": ".fallback",
     "FallbackSink": ".fallback",
     "replay": ".fallback",
+    "ReplayResult": ".fallback",
+    "ReplayCheckpointError": ".fallback",
     "HandlerSink": ".forward",
     "HTTPSink": ".http",
     "BulkEncoder": ".encoders",
