@@ -35,8 +35,16 @@ _INHERITED: list[object] = []
 
 
 def is_awaitable(result: object) -> TypeGuard[Awaitable[Any]]:
-    """Whether a sink's result must be awaited before its batch counts as delivered."""
-    return result is not None and hasattr(type(result), "__await__")
+    """Whether a sink's result must be awaited before its batch counts as delivered.
+
+    ``inspect.isawaitable``: an object with ``__await__``, or a generator-based coroutine
+    (``@types.coroutine``). The common result, None, costs one comparison.
+    """
+    if result is None:
+        return False
+    import inspect  # already imported by asyncio and most applications: a lookup
+
+    return inspect.isawaitable(result)
 
 
 async def _awaited(awaitable: Awaitable[Any]) -> None:
@@ -71,10 +79,10 @@ class SinkLoop:
         loop = self._loop_here()
         try:
             loop.run_until_complete(_awaited(awaitable))
-        except Exception:
-            raise  # the sink's own failure: its batch is over, nothing of it is left running
         except BaseException:
-            self._cancel_left_over(loop)  # interrupted (Ctrl-C): nothing of it may go on
+            # The batch counts as failed (raised, or interrupted by Ctrl-C): a task it left
+            # on the loop must not store its records later, behind that count's back.
+            self._cancel_left_over(loop)
             raise
 
     def _loop_here(self) -> asyncio.AbstractEventLoop:
@@ -87,11 +95,13 @@ class SinkLoop:
         return loop
 
     def _cancel_left_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        """After an interrupt: cancel what the batch left running, so nothing of it goes on.
+        """After a failed batch: cancel what it left running, so nothing of it goes on.
 
-        A batch interrupted (Ctrl-C) counts as failed; a task of it left pending would
-        otherwise resume at the next batch and deliver it after all. If its tasks do not
-        finish cancelling within ``_CANCEL_GRACE``, the loop is dropped for a new one.
+        A batch that raised or was interrupted (Ctrl-C) counts as failed; a task of it
+        left pending would otherwise resume at the next batch and deliver it after all.
+        If its tasks do not finish cancelling within ``_CANCEL_GRACE``, the loop is
+        dropped for a new one. (After a batch that succeeded, tasks the sink keeps go on
+        running whenever later batches are awaited, and are cancelled at close.)
         """
         import asyncio
 

@@ -517,3 +517,21 @@ def test_otlp_attributes_shared_within_a_body_equal_those_made_per_record() -> N
     assert user["value"] == {"stringValue": "u2"}
     names = [kv for kv in with_cache[2]["attributes"] if kv["key"] == "logger.name"]
     assert names == [{"key": "logger.name", "value": {"stringValue": "app"}}]
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "2024-01-01T00:00:00.00000\u00b2Z",
+        "2024-01-01T00:00:00.\u0663\u0663\u0663\u0663\u0663\u0663Z",
+        "\u0662024-01-01T00:00:00Z",
+    ],
+)
+def test_a_timestamp_with_non_ascii_digits_never_fails_a_body(timestamp: str) -> None:
+    """A structlog event's odd timestamp costs no record: the time of encoding is used."""
+    from batchlog.sinks import LokiEncoder, OTLPEncoder, encode_record
+
+    records = [encode_record({"event": "odd clock", "timestamp": timestamp})]
+    for encoder in (OTLPEncoder(), LokiEncoder()):
+        body, _ = encoder(records)
+        assert b"odd clock" in body

@@ -290,3 +290,52 @@ for i in range(10, 13):
         child,
         parent,
     )
+
+
+@pytest.mark.usefixtures("no_warnings")
+def test_a_generator_based_coroutine_is_awaited_too() -> None:
+    """A ``@types.coroutine`` generator is awaitable without ``__await__``: awaited."""
+    import types
+
+    got: list[int] = []
+
+    @types.coroutine
+    def legacy_sink(batch: list[int]) -> Any:
+        yield from asyncio.sleep(0).__await__()
+        got.extend(batch)
+
+    with BatchWriter(10, 60.0, legacy_sink) as writer:
+        writer.add(1)
+    assert got == [1]
+    assert (writer.metrics.records_processed, writer.metrics.records_failed) == (1, 0)
+
+
+@pytest.mark.usefixtures("no_warnings")
+def test_a_failed_async_batch_leaves_no_task_to_store_it_later() -> None:
+    """An async sink that raised after starting a task: the task is cancelled, so the
+    records counted failed are never stored behind the count's back."""
+    stored: list[int] = []
+    cancelled = threading.Event()
+
+    async def store_later(batch: list[int]) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        stored.extend(batch)  # pragma: no cover -- must never run
+
+    async def sink(batch: list[int]) -> None:
+        if batch[0] == 0:
+            asyncio.get_running_loop().create_task(store_later(batch))
+            await asyncio.sleep(0)
+            raise ConnectionError("collector down")
+        stored.extend(batch)
+
+    writer: BatchWriter[int] = BatchWriter(3, 60.0, sink, on_error=lambda e, b: None)
+    for i in range(6):
+        writer.add(i)
+    writer.close(timeout=WAIT)
+    assert cancelled.wait(WAIT)
+    assert stored == [3, 4, 5]
+    assert (writer.metrics.records_processed, writer.metrics.records_failed) == (3, 3)

@@ -89,7 +89,8 @@ class CheckingEncoder(Encoder, Protocol):
 # RFC 3339 / ISO 8601 as encode_record and structlog's TimeStamper(fmt="iso") write it.
 _TIMESTAMP = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9})\d*)?"
-    r"\s*(Z|z|[+-]\d{2}:?\d{2})?$"
+    r"\s*(Z|z|[+-]\d{2}:?\d{2})?$",
+    re.ASCII,  # ASCII digits only: int() of other digits may fail, or read other numbers
 )
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _ONE_SECOND = datetime.timedelta(seconds=1)
@@ -110,7 +111,8 @@ def timestamp_nanoseconds(timestamp: object) -> int:
         and len(timestamp) == _ENCODED_LENGTH
         and timestamp[19] == "."
         and timestamp[26] == "Z"
-        and timestamp[20:26].isdigit()
+        and timestamp[20:26].isascii()
+        and timestamp[20:26].isdigit()  # ASCII digits only: "²" is a digit int() refuses
     ):
         # encode_record's own form: records of a batch share their second, so most calls
         # read only the microseconds.
