@@ -45,6 +45,8 @@ PROCESSES = 6
 PARENT_BEFORE = 10_000
 PARENT_AFTER = 20_000
 PARENT_COUNT = 10
+#: Each writer's exit budget in the scenarios (see APP), well inside SCENARIO_TIMEOUT.
+EXIT_TIMEOUT = 30.0
 
 APP = f'''\
 """The application: the app logger's BatchingHandler, set up at import, and the task."""
@@ -58,6 +60,7 @@ from batchlog.sinks import SQLiteSink
 PER_TASK = {PER_TASK}
 CAPACITY = {CAPACITY}
 DB = os.environ["BATCHLOG_TEST_DB"]
+EXIT_TIMEOUT = {EXIT_TIMEOUT}
 OPTIONS = {{"capacity": CAPACITY, "flush_interval": 5.0}}
 if os.environ.get("BATCHLOG_TEST_OPT_IN") == "handler":
     OPTIONS["deliver_on_sigterm"] = True
@@ -83,6 +86,10 @@ else:
     }})
 
 log = logging.getLogger("app")
+# The last batches of a worker SIGTERMed on a loaded 2-core machine get more than the
+# default 10 s: exactly-once is what is tested here; the exit bound is tested elsewhere.
+for _batching in log.handlers:
+    _batching.writer.exit_timeout = EXIT_TIMEOUT
 
 
 def log_range(first, count):
@@ -293,26 +300,7 @@ def test_pool_with_terminate_opt_in(
         else "BatchingHandler(deliver_on_sigterm=True)"
     )
     deployment = f"multiprocessing `with Pool(2)` terminate() + {how} [{method}, {config}]"
-    try:
-        check(deployment, db, ended, summary, tasks=POOL_TASKS, seconds=seconds)
-    except AssertionError:
-        slow = sink_still_running(ended.stderr)
-        if slow is None:
-            raise
-        # Seen once in CI on a loaded machine: a worker's last SQLite batch outlasted its
-        # 10 s exit budget after the SIGTERM; bounded and reported, as promised. A writer
-        # given up anywhere but inside its sink (a lock, a lost wake-up) still fails.
-        pytest.xfail(f"the sink itself outlasted the exit budget (slow machine): {slow}")
-
-
-def sink_still_running(stderr: str) -> str | None:
-    """The give-up line of a writer whose sink was still at work (in SQLite), if any."""
-    for line in stderr.splitlines():
-        if "record(s) not delivered" in line and "(its thread was in " in line:
-            doing = line.split("(its thread was in ", 1)[1].split(", at ", 1)[0]
-            if "sqlite.py:" in doing:  # the sink's own frame, not a wait in batchlog's core
-                return line
-    return None
+    check(deployment, db, ended, summary, tasks=POOL_TASKS, seconds=seconds)
 
 
 @pytest.mark.parametrize("config", CONFIGS)
