@@ -502,8 +502,17 @@ class BatchingHandler(logging.Handler):
     Formatted text: give the handler a formatter (``setFormatter``, or dictConfig's
     ``formatter``) and every record the sink receives is a copy with a ``formatted``
     attribute holding the formatter's output (and ``message``, ``asctime`` set by it).
-    Formatting runs on the worker thread, never the caller's. Without a formatter nothing
-    is formatted, which is the cheapest: use ``record.getMessage()``.
+    Formatting runs on the worker thread, never the caller's, inside the caller's
+    contextvars (captured at emit when any is set), so a formatter reading a ``ContextVar``
+    (structlog's ``merge_contextvars``) sees the caller's values. Without a formatter
+    nothing is formatted, which is the cheapest: use ``record.getMessage()``.
+
+    Inside an OpenTelemetry span (``opentelemetry.trace`` imported by the application),
+    the record the sink receives is a copy carrying ``trace_id``, ``span_id`` and
+    ``trace_flags``, taken at emit; fields the record already has are kept.
+
+    A sink may be async (it returns an awaitable): the writer awaits it on its own
+    event loop, on its worker thread; see ``batchlog.BatchWriter``.
 
     Records the sink itself logs through this handler are dropped (and counted in
     ``metrics.records_dropped``) so a sink cannot feed itself forever.
@@ -518,7 +527,8 @@ class BatchingHandler(logging.Handler):
 
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0
-       Reopens after a close; ``deliver_on_sigterm``.
+       Reopens after a close; ``deliver_on_sigterm``; the caller's contextvars and
+       OpenTelemetry span travel with the record; async sinks are awaited.
     """
 
     def __init__(

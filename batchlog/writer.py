@@ -81,7 +81,11 @@ class BatchWriter(Generic[T]):
     A batch goes to ``flush_fn`` when ``capacity`` records are waiting, when the oldest
     waiting record has waited ``flush_interval``, on ``flush`` and on ``close``.
     ``flush_fn`` runs on the writer's own worker thread, never concurrently with itself,
-    and sees records in the order they were accepted.
+    and sees records in the order they were accepted. If it returns an awaitable (an
+    ``async def`` sink), the writer awaits it on an event loop of its own, run on that
+    thread, before the batch counts: returned is delivered, raised is failed; tasks a
+    failed batch left on the loop are cancelled. An awaitable ``on_close`` result is
+    awaited there too, then the loop is closed.
 
     Args:
         capacity: Most records per batch (1 to 2**40).
@@ -122,7 +126,8 @@ class BatchWriter(Generic[T]):
 
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0
-       ``offer``, ``overflow`` and ``block_timeout``; no memory reserved up front.
+       ``offer``, ``overflow`` and ``block_timeout``; no memory reserved up front; async
+       sinks are awaited.
     """
 
     __slots__ = (
