@@ -23,9 +23,10 @@ OTEL_TRACE_MODULE = "opentelemetry.trace"
 TRACE_KEYS = ("trace_id", "span_id", "trace_flags")
 
 
-# The last span context seen and its fields: records of one span share them, so most
-# calls skip the formatting. One tuple, replaced whole, so racing threads see a pair.
-_last: tuple[object, dict[str, Any]] = (None, {})
+# The last span context seen and its fields (None: not a valid span): records of one
+# span share them, so most calls skip the formatting, and outside any span the check of
+# validity. One tuple, replaced whole, so racing threads see a pair.
+_last: tuple[object, dict[str, Any] | None] = (object(), None)
 
 
 def trace_fields() -> dict[str, Any] | None:
@@ -44,6 +45,7 @@ def trace_fields() -> dict[str, Any] | None:
         if span_context is last_context:
             return fields
         if not span_context.is_valid:
+            _last = (span_context, None)  # outside any span: the same invalid context
             return None
         fields = {
             "trace_id": f"{span_context.trace_id:032x}",

@@ -22,10 +22,17 @@ when importable (skipped otherwise).
    too); the close, where the worker renders them, is shown apart as ``worker``.
 4. structlog: ``[add_log_level, BatchingProcessor(...)]`` against
    ``[add_log_level, JSONRenderer()]`` printing to ``os.devnull``.
+5. What carrying the caller's context costs (measured after 1, so OpenTelemetry, imported
+   here, cannot touch the other rows): ``BatchingHandler block`` with a formatter (which
+   runs on the worker, under the same GIL), and with a formatter while a contextvar is
+   set (the contextvars are captured at emit); with OpenTelemetry imported
+   but no span; and inside a sampled span (the span's ids travel with the record).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import gc
 import importlib
@@ -120,9 +127,15 @@ def _nothing(_batch: list[Any]) -> None:
 
 
 class _Candidate:
-    """``setup()`` returns a fresh handler; ``finish(logged)`` closes it and counts losses."""
+    """``setup()`` returns a fresh handler; ``finish(logged)`` closes it and counts losses.
+
+    ``around()`` is entered by each logging thread around its loop (a span, a context).
+    """
 
     name = ""
+
+    def around(self) -> contextlib.AbstractContextManager[object]:
+        return contextlib.nullcontext()
 
     def setup(self) -> logging.Handler:
         raise NotImplementedError
@@ -209,6 +222,51 @@ class _BatchingCandidate(_Candidate):
         metrics = self.handler.metrics
         dropped = metrics.records_dropped + metrics.records_evicted
         return dropped, logged - metrics.records_processed - dropped
+
+
+_REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("bench_request_id")
+
+
+class _FormattedCandidate(_BatchingCandidate):
+    """``BatchingHandler block`` with a formatter; each thread sets a contextvar, or none."""
+
+    def __init__(self, *, in_context: bool) -> None:
+        super().__init__("block")
+        self.name = "Batching block +fmt" + (" +ctxvar" if in_context else "")
+        self.in_context = in_context
+
+    def setup(self) -> logging.Handler:
+        handler = super().setup()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        return handler
+
+    @contextlib.contextmanager
+    def around(self) -> Any:
+        if not self.in_context:
+            yield
+            return
+        token = _REQUEST_ID.set("r-1")
+        try:
+            yield
+        finally:
+            _REQUEST_ID.reset(token)
+
+
+class _InSpanCandidate(_BatchingCandidate):
+    """``BatchingHandler block`` with OpenTelemetry imported: outside or inside a span."""
+
+    def __init__(self, *, in_span: bool) -> None:
+        super().__init__("block")
+        self.name = "Batching block +OTel " + ("in span" if in_span else "no span")
+        self.in_span = in_span
+
+    def around(self) -> contextlib.AbstractContextManager[object]:
+        if not self.in_span:
+            return contextlib.nullcontext()
+        sdk_trace: Any = importlib.import_module("opentelemetry.sdk.trace")
+        tracer = sdk_trace.TracerProvider().get_tracer("batchlog-bench")
+        span: contextlib.AbstractContextManager[object] = tracer.start_as_current_span("bench")
+        return span
 
 
 def _otel_sdk() -> dict[str, Any] | None:
@@ -314,8 +372,9 @@ def _measure_logger(
         log_exception = logger.exception
 
         def work(count: int, info: Callable[..., None] = info) -> None:
-            for _ in range(count):
-                info("user %s logged in", 42)
+            with candidate.around():
+                for _ in range(count):
+                    info("user %s logged in", 42)
 
         def work_exception(count: int, log: Callable[..., None] = log_exception) -> None:
             for _ in range(count):
@@ -476,18 +535,31 @@ def run(chosen: Sizes) -> Report:
         _MemoryCandidate(),
         _QueueCandidate(),
         *(_BatchingCandidate(policy) for policy in POLICIES),
+        _FormattedCandidate(in_context=False),
+        _FormattedCandidate(in_context=True),
     ]
-    sdk = _otel_sdk()
-    if sdk is not None:
-        candidates.append(_OtelCandidate(sdk))
-    else:
-        notes.append("opentelemetry-sdk is not importable; its LoggingHandler is skipped")
-
+    # Measured before OpenTelemetry is imported: with it, every emit asks for its span.
     results = {
         (candidate.name, threads): _measure_logger(candidate, threads, per_thread, repeats)
         for threads in THREAD_COUNTS
         for candidate in candidates
     }
+    sdk = _otel_sdk()
+    if sdk is not None:
+        later: list[_Candidate] = [
+            _OtelCandidate(sdk),
+            _InSpanCandidate(in_span=False),
+            _InSpanCandidate(in_span=True),
+        ]
+        results.update(
+            {
+                (candidate.name, threads): _measure_logger(candidate, threads, per_thread, repeats)
+                for threads in THREAD_COUNTS
+                for candidate in later
+            }
+        )
+    else:
+        notes.append("opentelemetry-sdk is not importable; its LoggingHandler is skipped")
     rows = [
         LoggerRow(
             name,
