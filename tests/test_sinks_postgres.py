@@ -12,6 +12,7 @@ import itertools
 import logging
 import logging.config
 import os
+import re
 import subprocess
 import sys
 import traceback
@@ -548,6 +549,50 @@ def test_bad_numbers_are_rejected(option, value):
     """Retries, backoffs and timeouts out of range raise ValueError naming the option."""
     with pytest.raises(ValueError, match=option):
         PostgresSink(**{option: value})
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("max_attempts", 0, "max_attempts must be an int >= 1, not 0"),
+        ("max_attempts", True, "max_attempts must be an int >= 1, not True"),
+        (
+            "max_retry_time",
+            -1,
+            "max_retry_time must be a finite number of seconds >= 0 or None, not -1",
+        ),
+        ("backoff_initial", -0.1, "backoff_initial must be a finite number of seconds >= 0"),
+        ("backoff_max", "1", "backoff_max must be a number of seconds, not '1'"),
+        ("backoff_jitter", float("nan"), "backoff_jitter must be a finite number of seconds"),
+    ],
+)
+def test_retry_options_are_checked_once_with_the_same_message_for_every_sink(
+    option, value, message
+):
+    """make_retrying checks the retry options; both sinks raise its very message."""
+    pytest.importorskip("httpx")
+    from batchlog.sinks import HTTPSink
+    from batchlog.sinks._retry import make_retrying
+
+    options = {
+        "max_attempts": 3,
+        "max_retry_time": None,
+        "backoff_initial": 0.5,
+        "backoff_max": 1.0,
+        "backoff_jitter": 0.0,
+        option: value,
+    }
+    texts = []
+    for make in (
+        lambda: make_retrying(retryable=bool, sleep=print, **options),
+        lambda: HTTPSink("http://127.0.0.1:9/", **{option: value}),
+        lambda: PostgresSink(**{option: value}),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)) as raised:
+            make()
+        texts.append(str(raised.value))
+
+    assert len(set(texts)) == 1, texts
 
 
 def test_close_is_idempotent_and_a_later_batch_raises():

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Optional
 
+from .._validate import check_int, check_seconds
+
 if TYPE_CHECKING:
     import tenacity
 
@@ -59,8 +61,18 @@ def make_retrying(
     """Return a ``tenacity.Retrying`` that re-raises the last failure when it stops.
 
     It stops after ``max_attempts`` attempts, or when the next attempt would *start* after
-    ``max_retry_time`` seconds (waits included), whichever comes first.
+    ``max_retry_time`` seconds (waits included), whichever comes first. The options are
+    checked here, once for every sink, under the names the sinks take them by.
+
+    Raises:
+        ValueError: ``max_attempts`` is not an int >= 1, ``max_retry_time`` is not a
+            number of seconds >= 0 or None, or a backoff option is not seconds >= 0.
     """
+    max_attempts = check_int("max_attempts", max_attempts, low=1)
+    max_retry_time = check_seconds("max_retry_time", max_retry_time, allow_none=True)
+    backoff_initial = check_seconds("backoff_initial", backoff_initial)
+    backoff_max = check_seconds("backoff_max", backoff_max)
+    backoff_jitter = check_seconds("backoff_jitter", backoff_jitter)
     import tenacity
 
     stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(max_attempts)

@@ -59,7 +59,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
 from .._types import AnyRecord
-from .._validate import check_bool, check_callable, check_int, check_pattern, check_seconds
+from .._validate import check_bool, check_callable, check_pattern, check_seconds
 from ..errors import FailedRecordsError
 from ._base import SinkBase
 from ._encode import FIELDS, encode_record, to_json
@@ -524,11 +524,11 @@ class PostgresSink(SinkBase):
         check_callable("sleep", sleep)
         self._retrying = make_retrying(
             retryable=_is_connection_lost,
-            max_attempts=check_int("max_attempts", max_attempts, low=1),
-            max_retry_time=check_seconds("max_retry_time", max_retry_time, allow_none=True),
-            backoff_initial=check_seconds("backoff_initial", backoff_initial),
-            backoff_max=check_seconds("backoff_max", backoff_max),
-            backoff_jitter=check_seconds("backoff_jitter", backoff_jitter),
+            max_attempts=max_attempts,
+            max_retry_time=max_retry_time,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            backoff_jitter=backoff_jitter,
             sleep=sleep,
         )
         try:
@@ -563,7 +563,8 @@ class PostgresSink(SinkBase):
         self._copy_statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
             identifier, sql.SQL(", ").join(map(sql.Identifier, FIELDS))
         )
-        batch_ids = _batch_ids_table(parts)
+        batch_ids_parts = _batch_ids_parts(parts)
+        batch_ids = sql.Identifier(*batch_ids_parts)
         self._batch_ids_name = batch_ids
         self._claim_statement = sql.SQL(
             "INSERT INTO {} (batch_id) VALUES (%s) ON CONFLICT (batch_id) DO NOTHING"
@@ -571,7 +572,7 @@ class PostgresSink(SinkBase):
         self._prune_statement = sql.SQL("DELETE FROM {} WHERE stored_at < now() - {}").format(
             batch_ids, sql.SQL("interval {}").format(sql.Literal(BATCH_ID_RETENTION))
         )
-        self._batch_ids_create = _batch_ids_statements(parts)
+        self._batch_ids_create = _batch_ids_statements(batch_ids_parts)
         tables, indexes = _create_statements(parts)
         if self.exactly_once:
             tables.extend(self._batch_ids_create)
@@ -835,20 +836,18 @@ class PostgresSink(SinkBase):
             connection.close()
 
 
-def _batch_ids_table(parts: tuple[str, ...]) -> sql.Identifier:
-    """Return the name of the table of batch ids: ``<table>_batch_ids``, in the same schema."""
-    from psycopg import sql
-
-    name = parts[-1][: 63 - len(_BATCH_IDS_SUFFIX)] + _BATCH_IDS_SUFFIX
-    return sql.Identifier(*parts[:-1], name)
+def _batch_ids_parts(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """Return the table of batch ids: ``<table>_batch_ids``, in the same schema, split."""
+    # PostgreSQL cuts names at 63 bytes: shorten the table's name, never the suffix.
+    return (*parts[:-1], parts[-1][: 63 - len(_BATCH_IDS_SUFFIX)] + _BATCH_IDS_SUFFIX)
 
 
-def _batch_ids_statements(parts: tuple[str, ...]) -> list[sql.Composed]:
+def _batch_ids_statements(batch_ids: tuple[str, ...]) -> list[sql.Composed]:
     """Return the statements that create the table of batch ids and its index if missing."""
     from psycopg import sql
 
-    table = _batch_ids_table(parts)
-    name = parts[-1][: 63 - len(_BATCH_IDS_SUFFIX)] + _BATCH_IDS_SUFFIX
+    table = sql.Identifier(*batch_ids)
+    name = batch_ids[-1]
     return [
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} ("
