@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import gc
 import gzip
 import json
 import logging
@@ -15,6 +16,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -1047,6 +1049,44 @@ def test_log_filter_is_there_while_the_sink_has_a_client(
     sink.reopen()
     sink(events(1))
     assert len(filtered()) == 3
+
+
+@pytest.mark.filterwarnings("ignore:unclosed:ResourceWarning")  # its socket, collected too
+def test_sink_dropped_without_close_is_collected_and_its_filter_removed(
+    server: Server, sleeps: list[float]
+) -> None:
+    """The loggers' filter keeps no sink alive: dropped unclosed, it and its client go."""
+    names = ("httpx", "httpcore.http11", "httpcore.connection")
+    url = server.url(f"/ingest?api_key={TOKEN}-q")
+    sink: HTTPSink | None = HTTPSink(url, sleep=sleeps.append)
+    assert sink is not None
+    sink(events(1))  # makes the client and puts the filter on the loggers
+    log_filter = sink._log_filter
+    assert all(log_filter in logging.getLogger(name).filters for name in names)
+    sink_ref, client_ref = weakref.ref(sink), weakref.ref(sink._client)
+    assert client_ref() is not None
+
+    sink = None  # never closed
+    gc.collect()
+
+    assert sink_ref() is None
+    assert client_ref() is None
+    assert [name for name in names if log_filter in logging.getLogger(name).filters] == []
+
+
+def test_log_filter_redacts_by_the_secrets_alone(server: Server, sleeps: list[float]) -> None:
+    """The filter holds the secrets, not the sink: it still redacts once the sink is gone."""
+    sink: HTTPSink | None = HTTPSink(server.url(f"/ingest?api_key={TOKEN}-q"), sleep=sleeps.append)
+    assert sink is not None
+    log_filter = sink._log_filter
+    sink = None
+    gc.collect()
+    record = logging.LogRecord(
+        "httpx", logging.INFO, __file__, 1, "POST ?api_key=%s", (f"{TOKEN}-q",), None
+    )
+
+    assert log_filter.filter(record)
+    assert record.getMessage() == "POST ?api_key=***"
 
 
 def test_percent_encoded_query_secret_is_redacted_as_httpx_writes_it(

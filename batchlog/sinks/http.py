@@ -16,6 +16,7 @@ import email.utils
 import logging
 import ssl
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from gzip import compress as gzip_compress
 from typing import TYPE_CHECKING, Any, Callable, Union
@@ -199,9 +200,10 @@ class HTTPSink(SinkBase):
     and left out of the URL httpx logs. While the sink has a client, a filter on the
     loggers of httpx and httpcore replaces the same secrets by ``***`` in their records
     (httpx's ``HTTP Request: POST ...?token=...`` line, httpcore's DEBUG lines), at any
-    level, before any handler sees them; ``close()`` removes it. A secret shorter than
-    four characters is not redacted (it would redact ordinary words). Prefer a header to
-    a token in the query string.
+    level, before any handler sees them; ``close()`` removes it, and so does the garbage
+    collector for a sink dropped without ``close()`` (the filter keeps no sink alive). A
+    secret shorter than four characters is not redacted (it would redact ordinary words).
+    Prefer a header to a token in the query string.
 
     Why these libraries. httpx: timeouts per phase (connect, read, write, pool), a
     keep-alive pool of HTTP/1.1 connections reused across batches, TLS verification on by
@@ -261,10 +263,16 @@ class HTTPSink(SinkBase):
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0
        A ``batchlog.sinks.SinkBase``: ``reopen()``, fork safety; ``close()`` waits for a
-       batch in flight. ``encoder`` takes the public encoder classes (and ``"()"``
-       mappings); ``loki_labels``, ``loki_static_labels``, ``index``, ``bulk_action``,
-       ``service_name`` and ``resource_attributes`` moved to those classes. httpx's and
-       httpcore's log records are redacted.
+       batch in flight. httpx's and httpcore's log records are redacted.
+    .. versionchanged:: 0.2.0
+       ``encoder`` takes an encoder instance of the public classes of
+       ``batchlog.sinks.encoders`` (or a ``"()"`` mapping that builds one; a class is
+       refused); the per-encoder arguments ``loki_labels``, ``loki_static_labels``,
+       ``index``, ``bulk_action``, ``service_name`` and ``resource_attributes`` are
+       removed: give them to ``LokiEncoder``, ``BulkEncoder`` or ``OTLPEncoder``.
+    .. versionchanged:: 0.2.0
+       The ``encoder`` attribute is the encoder object (a shorthand name resolved to
+       its instance); it was the encoder's name.
     """
 
     __slots__ = (
@@ -273,6 +281,7 @@ class HTTPSink(SinkBase):
         "_client",
         "_display_url",
         "_encoder",
+        "_filter_finalizer",
         "_headers",
         "_log_filter",
         "_refused_items",
@@ -325,7 +334,11 @@ class HTTPSink(SinkBase):
         if any(name.lower() == "authorization" for name in self._headers):
             self._auth = None  # an explicit Authorization header wins over the URL's userinfo
         self._secrets = _secrets(self._headers.values(), [*url_secrets, *_httpx_query(self._url)])
-        self._log_filter = _RedactingFilter(self._redact)
+        self._log_filter = _RedactingFilter(self._secrets)
+        # The filter holds the secrets, not the sink: a sink never closed is still collected,
+        # and then its filter comes off the loggers. Not at exit: a final flush may log.
+        self._filter_finalizer = weakref.finalize(self, _remove_filter, self._log_filter)
+        self._filter_finalizer.atexit = False  # type: ignore[misc]  # typeshed lacks the setter
         self.gzip = check_bool("gzip", gzip)
         self.gzip_level = check_int("gzip_level", gzip_level, low=1, high=9)
         self.max_body_bytes = check_int("max_body_bytes", max_body_bytes, low=1)
@@ -342,11 +355,11 @@ class HTTPSink(SinkBase):
         self._retrying = make_retrying(
             retryable=_retryable,
             requested_wait=_retry_after,
-            max_attempts=check_int("max_attempts", max_attempts, low=1),
-            max_retry_time=check_seconds("max_retry_time", max_retry_time, allow_none=True),
-            backoff_initial=check_seconds("backoff_initial", backoff_initial),
-            backoff_max=check_seconds("backoff_max", backoff_max),
-            backoff_jitter=check_seconds("backoff_jitter", backoff_jitter),
+            max_attempts=max_attempts,
+            max_retry_time=max_retry_time,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            backoff_jitter=backoff_jitter,
             sleep=sleep,
         )
         self._client: httpx.Client | None = None
@@ -532,10 +545,7 @@ class HTTPSink(SinkBase):
         return text or None
 
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, _REDACTED)
-        return text
+        return _redact(text, self._secrets)
 
     # ------------------------------------------------------------------ close and fork
 
@@ -546,8 +556,7 @@ class HTTPSink(SinkBase):
             try:
                 client.close()
             finally:
-                for logger in _http_loggers():
-                    logger.removeFilter(self._log_filter)  # after the last record it may log
+                _remove_filter(self._log_filter)  # after the last record it may log
 
     def _forget_inherited(self, *, busy: bool) -> None:  # noqa: ARG002 -- dropped either way
         """In a forked child: drop the parent's client, never close it.
@@ -653,23 +662,38 @@ def _http_loggers() -> list[logging.Logger]:
     return [logging.getLogger(name) for name in sorted(names)]
 
 
+def _redact(text: str, secrets: tuple[str, ...]) -> str:
+    """Return ``text`` with each of ``secrets`` (longest first) replaced by ``***``."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+def _remove_filter(log_filter: logging.Filter) -> None:
+    """Take ``log_filter`` off the loggers of httpx and httpcore (a no-op where it is not)."""
+    for logger in _http_loggers():
+        logger.removeFilter(log_filter)
+
+
 class _RedactingFilter(logging.Filter):
     """Replaces a sink's secrets in httpx's and httpcore's records; drops nothing.
 
     It runs on the logger, before any handler, so every handler sees the redacted text.
-    A record without a secret is left untouched.
+    A record without a secret is left untouched. It holds the secrets, never the sink, so
+    the loggers (which live as long as the process) keep no sink alive.
     """
 
-    def __init__(self, redact: Callable[[str], str]) -> None:
+    def __init__(self, secrets: tuple[str, ...]) -> None:
         super().__init__()
-        self._redact = redact
+        self._secrets = secrets
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             text = record.getMessage()
         except Exception:  # noqa: BLE001 -- a broken record is logging's to report
             return True
-        redacted = self._redact(text)
+        redacted = _redact(text, self._secrets)
         if redacted != text:
             record.msg, record.args = redacted, None  # the merged text, secrets replaced
         return True
