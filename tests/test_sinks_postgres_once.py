@@ -380,20 +380,36 @@ def test_statement_timeout_is_set_on_the_session(make_sink):
     assert sink._connection.execute("SHOW statement_timeout").fetchone() == ("1500ms",)
 
 
+#: The statement timeout of the sink that meets a locked table: far longer than any other
+#: statement of its batch takes on a busy machine, so only the lock wait can reach it.
+LOCKED_TIMEOUT = 3.0
+
+
+def locked_sink(make_sink: Callable[..., PostgresSink]) -> PostgresSink:
+    """A sink with the short ``statement_timeout``, on a table made by another sink.
+
+    ``create_table=False``: its first batch runs no ``CREATE INDEX``, which would wait for
+    the lock too; what it does run besides the ``COPY`` reads only the catalog and the
+    batch ids, which the lock does not touch.
+    """
+    return make_sink(statement_timeout=LOCKED_TIMEOUT, create_table=False)
+
+
 def test_locked_table_fails_the_batch_after_the_statement_timeout(
     make_sink, admin, table, conninfo, sleeps
 ):
     """A table locked by another session: the batch fails after the timeout, not forever."""
-    sink = make_sink(statement_timeout=0.5)  # long enough for the warm-up on a busy machine
-    sink([make_record("before")])
+    plain = make_sink()  # the default timeout (30 s): "before" and "after" never meet it
+    plain([make_record("before")])
+    sink = locked_sink(make_sink)
     with psycopg.connect(conninfo) as locker:
-        locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")  # held until rollback
 
-        with pytest.raises(psycopg.errors.QueryCanceled, match=r"statement_timeout=0\.5 s"):
+        with pytest.raises(psycopg.errors.QueryCanceled, match=r"statement_timeout=3 s"):
             sink([make_record("while locked")])
 
         locker.rollback()
-    sink([make_record("after")])
+    plain([make_record("after")])
 
     assert messages(admin, table) == ["before", "after"]
     assert sleeps == []  # the connection was fine: not retried
@@ -403,16 +419,16 @@ def test_locked_table_counts_the_batch_failed_in_the_writer(
     make_sink, admin, table, conninfo, make_writer
 ):
     """Through a writer, the timed-out batch is counted failed and the writer goes on."""
-    sink = make_sink(statement_timeout=0.5)  # long enough for the warm-up on a busy machine
-    sink([make_record("before")])
+    make_sink()([make_record("before")])  # the default timeout: only the locked batch meets it
+    sink = locked_sink(make_sink)
     errors: list[Exception] = []
     writer = make_writer(sink, on_error=lambda exc, batch: errors.append(exc))
     with psycopg.connect(conninfo) as locker:
-        locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")  # held until rollback
         writer.add(make_record("while locked"))
         assert writer.flush(timeout=30)
         locker.rollback()
-    writer.add(make_record("after"))
+    writer.add(make_record("after"))  # one row, no lock: far within the timeout
     assert writer.flush(timeout=30)
 
     assert (writer.metrics.records_failed, writer.metrics.records_processed) == (1, 1)
@@ -538,6 +554,21 @@ def test_exactly_once_false_makes_no_batch_id_table(make_sink, admin, table):
     found = admin.execute("SELECT to_regclass(%s)", (f"{table}_batch_ids",)).fetchone()
     assert found == (None,)
     assert messages(admin, table) == ["hello"]
+
+
+def test_batch_id_table_of_a_63_character_table_is_shortened_and_used(make_sink, admin, table):
+    """The longest table name: ``<table>_batch_ids`` cut to 63 bytes, made, claimed, checked."""
+    long_table = (table + "_" + "x" * 63)[:63]
+    batch_ids = long_table[: 63 - len("_batch_ids")] + "_batch_ids"
+    make_sink(table=long_table)([make_record("first")])
+    make_sink(table=long_table, create_table=False)([make_record("second")])  # checked too
+
+    assert messages(admin, long_table) == ["first", "second"]
+    assert admin.execute(f"SELECT count(*) FROM {batch_ids}").fetchone() == (2,)  # noqa: S608
+    indexes = admin.execute(
+        "SELECT indexname FROM pg_indexes WHERE tablename = %s", (batch_ids,)
+    ).fetchall()
+    assert (batch_ids[: 63 - len("_stored_at")] + "_stored_at",) in indexes
 
 
 # ------------------------------------------------------------------ options
