@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from pg_server import REQUIRED, PostgresServer, PostgresUnavailableError, shared_server
 
 from batchlog import BatchWriter
 from batchlog.testing import FakeClock
@@ -443,3 +444,77 @@ class OwnerProxy:
 
     def wait_budget(self) -> float | None:
         return self._owner.wait_budget()
+
+
+# ------------------------------------------------------------------ PostgreSQL
+# For the tests of PostgresSink (tests/test_sinks_postgres*.py): one server per test process.
+
+_postgres_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> PostgresServer:
+    """The PostgreSQL server of this test process (``pg_server.shared_server``).
+
+    It skips the test, saying why, if the server cannot start; with
+    ``BATCHLOG_REQUIRE_POSTGRES=1`` it fails it instead.
+    """
+    try:
+        return shared_server()  # stopped at exit: every PostgreSQL test module uses it
+    except PostgresUnavailableError as exc:
+        if REQUIRED:
+            pytest.fail(f"BATCHLOG_REQUIRE_POSTGRES=1 but PostgreSQL did not start: {exc}")
+        pytest.skip(f"PostgreSQL could not be started: {exc}")
+
+
+@pytest.fixture
+def conninfo(postgres_server: PostgresServer) -> str:
+    """A connection string for the test database."""
+    return postgres_server.conninfo()
+
+
+@pytest.fixture
+def admin(conninfo: str) -> Iterator[Any]:
+    """A separate autocommit connection for looking at what a sink did."""
+    import psycopg  # the PostgreSQL modules skip (or fail) first if it is missing
+
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def table() -> str:
+    """A table name no other test uses."""
+    return f"logs_{next(_postgres_numbers)}"
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """The waits a sink asked for; pass ``sleep=sleeps.append`` so no test really waits."""
+    return []
+
+
+@pytest.fixture
+def make_postgres_sink(
+    conninfo: str, table: str, sleeps: list[float]
+) -> Iterator[Callable[..., Any]]:
+    """Return ``make_postgres_sink(**kwargs)``: a ``PostgresSink`` on ``table``, closed at teardown.
+
+    Each sink gets its own ``application_name``, so a test can find its backend, and
+    ``backoff_jitter=0``, so its sleeps can be predicted; ``conninfo=`` overrides the server's.
+    """
+    from batchlog.sinks import PostgresSink
+
+    made: list[PostgresSink] = []
+
+    def make(**kwargs: Any) -> PostgresSink:
+        kwargs.setdefault("table", table)
+        kwargs.setdefault("sleep", sleeps.append)
+        kwargs.setdefault("backoff_jitter", 0.0)
+        kwargs.setdefault("application_name", f"batchlog-test-{next(_postgres_numbers)}")
+        made.append(PostgresSink(kwargs.pop("conninfo", conninfo), **kwargs))
+        return made[-1]
+
+    yield make
+    for sink in made:
+        sink.close()

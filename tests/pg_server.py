@@ -25,6 +25,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+#: ``BATCHLOG_REQUIRE_POSTGRES=1``: a server that cannot start fails the tests, never skips them.
+REQUIRED = os.environ.get("BATCHLOG_REQUIRE_POSTGRES") == "1"
 #: The unprivileged user the server runs as when the tests run as root.
 SERVER_USER = "batchlog-pg"
 #: The database the tests use; the superuser is ``postgres``.

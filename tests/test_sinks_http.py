@@ -178,12 +178,6 @@ def tls_server(certificate: Path) -> Iterator[Server]:
 
 
 @pytest.fixture
-def sleeps() -> list[float]:
-    """The waits a sink asked for; pass ``sleep=sleeps.append`` so no test really waits."""
-    return []
-
-
-@pytest.fixture
 def make_sink(sleeps: list[float]) -> Iterator[Callable[..., HTTPSink]]:
     """Return ``make_sink(url, **kwargs)``; every sink is closed at teardown."""
     made: list[HTTPSink] = []

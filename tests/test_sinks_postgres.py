@@ -2,7 +2,8 @@
 
 The server (see ``pg_server.py``) is started once per session on a free loopback port. If
 it cannot be started the tests that need it skip, saying why, unless
-``BATCHLOG_REQUIRE_POSTGRES=1``, when they fail instead.
+``BATCHLOG_REQUIRE_POSTGRES=1``, when they fail instead. The fixtures (``postgres_server``,
+``conninfo``, ``admin``, ``table``, ``sleeps``, ``make_postgres_sink``) are in ``conftest.py``.
 """
 
 from __future__ import annotations
@@ -16,84 +17,21 @@ import re
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-from pg_server import PostgresServer, PostgresUnavailableError, free_port, shared_server
+from pg_server import REQUIRED, free_port
 from test_sinks_base import assert_each_batch_stored_once, run_fork_script
-
-REQUIRED = os.environ.get("BATCHLOG_REQUIRE_POSTGRES") == "1"
 
 if REQUIRED:
     import psycopg  # must be importable: fail loudly rather than skip
 else:
     psycopg = pytest.importorskip("psycopg")
 
-from batchlog.sinks import PostgresSink  # noqa: E402 -- after the psycopg check
+from batchlog.sinks import PostgresSink
 
 _numbers = itertools.count(1)
 PASSWORD = "hunter2-do-not-show"  # noqa: S105 -- a fake, checked to be never shown
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> PostgresServer:
-    """The PostgreSQL server of this test process (``pg_server.shared_server``)."""
-    try:
-        server = shared_server()
-    except PostgresUnavailableError as exc:
-        if REQUIRED:
-            pytest.fail(f"BATCHLOG_REQUIRE_POSTGRES=1 but PostgreSQL did not start: {exc}")
-        pytest.skip(f"PostgreSQL could not be started: {exc}")
-    return server  # stopped at exit: other modules' tests use it too
-
-
-@pytest.fixture
-def conninfo(postgres_server: PostgresServer) -> str:
-    """A connection string for the test database."""
-    return postgres_server.conninfo()
-
-
-@pytest.fixture
-def admin(conninfo: str) -> Iterator[Any]:
-    """A separate autocommit connection for looking at what the sink did."""
-    with psycopg.connect(conninfo, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def table() -> str:
-    """A table name no other test uses."""
-    return f"logs_{next(_numbers)}"
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    """The delays a sink asked for between attempts (it is given ``sleeps.append``)."""
-    return []
-
-
-@pytest.fixture
-def make_sink(
-    conninfo: str, table: str, sleeps: list[float]
-) -> Iterator[Callable[..., PostgresSink]]:
-    """Return ``make_sink(**kwargs)``: a sink on the test table, closed at teardown.
-
-    Each sink gets its own ``application_name``, so a test can find its backend.
-    """
-    made: list[PostgresSink] = []
-
-    def make(**kwargs: Any) -> PostgresSink:
-        kwargs.setdefault("table", table)
-        kwargs.setdefault("sleep", sleeps.append)
-        kwargs.setdefault("backoff_jitter", 0.0)  # sleeps a test can predict
-        kwargs.setdefault("application_name", f"batchlog-test-{next(_numbers)}")
-        made.append(PostgresSink(kwargs.pop("conninfo", conninfo), **kwargs))
-        return made[-1]
-
-    yield make
-    for sink in made:
-        sink.close()
 
 
 def make_record(message: str, level: int = logging.INFO, **extra: Any) -> logging.LogRecord:
@@ -121,9 +59,9 @@ def messages(admin: Any, table: str) -> list[str]:
 
 
 @pytest.mark.postgres
-def test_table_is_created_with_typed_columns_and_indexes(make_sink, admin, table):
+def test_table_is_created_with_typed_columns_and_indexes(make_postgres_sink, admin, table):
     """The first batch creates the table: one typed column per field, two indexes."""
-    make_sink()([make_record("hello")])
+    make_postgres_sink()([make_record("hello")])
 
     columns = admin.execute(
         "SELECT column_name, data_type FROM information_schema.columns"
@@ -161,22 +99,22 @@ def test_table_is_created_with_typed_columns_and_indexes(make_sink, admin, table
 
 
 @pytest.mark.postgres
-def test_schema_qualified_table_is_used(make_sink, admin, table):
+def test_schema_qualified_table_is_used(make_postgres_sink, admin, table):
     """``schema.name`` puts the table in that schema."""
     schema = f"audit_{next(_numbers)}"
     admin.execute(f"CREATE SCHEMA {schema}")
 
-    make_sink(table=f"{schema}.{table}")([make_record("in a schema")])
+    make_postgres_sink(table=f"{schema}.{table}")([make_record("in a schema")])
 
     assert messages(admin, f"{schema}.{table}") == ["in a schema"]
 
 
 @pytest.mark.postgres
-def test_connection_is_opened_on_first_batch(make_sink, admin):
+def test_connection_is_opened_on_first_batch(make_postgres_sink, admin):
     """Making a sink connects nowhere; the first batch does."""
     name = f"batchlog-lazy-{next(_numbers)}"
     count = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
-    sink = make_sink(application_name=name)
+    sink = make_postgres_sink(application_name=name)
     assert admin.execute(count, (name,)).fetchone() == (0,)
 
     sink([make_record("first")])
@@ -189,10 +127,10 @@ def test_connection_is_opened_on_first_batch(make_sink, admin):
 
 @pytest.mark.postgres
 def test_log_records_through_handler_are_stored_with_queryable_extras(
-    make_sink, make_handler, make_logger, admin, table
+    make_postgres_sink, make_handler, make_logger, admin, table
 ):
     """LogRecords logged through BatchingHandler arrive with their extras in jsonb."""
-    handler = make_handler(make_sink(), capacity=2)
+    handler = make_handler(make_postgres_sink(), capacity=2)
     logger = make_logger(handler)
 
     logger.info("hello %s", "ada", extra={"user": "ada", "attempt": 3})
@@ -225,11 +163,11 @@ def test_log_records_through_handler_are_stored_with_queryable_extras(
 
 @pytest.mark.postgres
 def test_structlog_events_through_processor_are_stored_with_queryable_extras(
-    make_sink, make_processor, admin, table
+    make_postgres_sink, make_processor, admin, table
 ):
     """structlog event dicts through BatchingProcessor arrive with their extras in jsonb."""
     structlog = pytest.importorskip("structlog")
-    processor = make_processor(make_sink(), capacity=10)
+    processor = make_processor(make_postgres_sink(), capacity=10)
 
     with pytest.raises(structlog.DropEvent):
         processor(
@@ -255,9 +193,9 @@ def test_structlog_events_through_processor_are_stored_with_queryable_extras(
 
 
 @pytest.mark.postgres
-def test_values_that_do_not_fit_their_column_are_kept_in_extra(make_sink, admin, table):
+def test_values_that_do_not_fit_their_column_are_kept_in_extra(make_postgres_sink, admin, table):
     """Odd values never fail a batch: NUL, lone surrogates, bad timestamps, huge numbers."""
-    sink = make_sink()
+    sink = make_postgres_sink()
     sink(
         [
             {"event": "nul\x00here", "timestamp": "yesterday", "lineno": "12", "k": "v\x00"},
@@ -322,7 +260,7 @@ def test_dictconfig_builds_the_sink_from_plain_values(conninfo, admin, table):
 
 
 @pytest.mark.postgres
-def test_each_batch_is_one_copy_statement(make_sink, admin, table, monkeypatch):
+def test_each_batch_is_one_copy_statement(make_postgres_sink, admin, table, monkeypatch):
     """Every batch is written by exactly one ``COPY ... FROM STDIN``."""
     statements: list[str] = []
     original_copy = psycopg.Cursor.copy
@@ -332,7 +270,7 @@ def test_each_batch_is_one_copy_statement(make_sink, admin, table, monkeypatch):
         return original_copy(cursor, statement, *args, **kwargs)
 
     monkeypatch.setattr(psycopg.Cursor, "copy", spy_copy)
-    sink = make_sink()
+    sink = make_postgres_sink()
 
     sink([make_record(f"first {number}") for number in range(5)])
     sink([make_record(f"second {number}") for number in range(3)])
@@ -349,12 +287,12 @@ def test_each_batch_is_one_copy_statement(make_sink, admin, table, monkeypatch):
 
 @pytest.mark.postgres
 def test_backend_terminated_between_batches_loses_nothing(
-    make_sink, make_handler, make_logger, admin, table
+    make_postgres_sink, make_handler, make_logger, admin, table
 ):
     """After the sink's session is killed between batches, the next batch still arrives."""
     name = f"batchlog-between-{next(_numbers)}"
     sleeps: list[float] = []
-    sink = make_sink(application_name=name, backoff_initial=0.25, sleep=sleeps.append)
+    sink = make_postgres_sink(application_name=name, backoff_initial=0.25, sleep=sleeps.append)
     handler = make_handler(sink, capacity=3)
     logger = make_logger(handler)
     for number in range(3):
@@ -375,11 +313,11 @@ def test_backend_terminated_between_batches_loses_nothing(
 
 @pytest.mark.postgres
 def test_backend_terminated_during_copy_stores_the_batch_once(
-    make_sink, admin, table, sleeps, monkeypatch
+    make_postgres_sink, admin, table, sleeps, monkeypatch
 ):
     """A session killed halfway through a COPY: the half is rolled back, the retry stores all."""
     name = f"batchlog-during-{next(_numbers)}"
-    sink = make_sink(application_name=name)
+    sink = make_postgres_sink(application_name=name)
     sink([make_record("warm-up")])  # the table exists; the next batch is pure COPY
     original_write_row = psycopg.Copy.write_row
     rows_written = itertools.count(1)
@@ -402,10 +340,10 @@ def test_backend_terminated_during_copy_stores_the_batch_once(
 
 
 @pytest.mark.postgres
-def test_reconnect_happens_for_every_lost_connection(make_sink, admin, table):
+def test_reconnect_happens_for_every_lost_connection(make_postgres_sink, admin, table):
     """The sink survives several terminations in a row, each between two batches."""
     name = f"batchlog-again-{next(_numbers)}"
-    sink = make_sink(application_name=name)
+    sink = make_postgres_sink(application_name=name)
     for number in range(3):
         sink([make_record(f"batch {number}")])
         terminate_backends(admin, name)
@@ -607,9 +545,11 @@ def test_close_is_idempotent_and_a_later_batch_raises():
 
 
 @pytest.mark.postgres
-def test_close_after_a_batch_ends_the_session_and_a_later_batch_raises(make_sink, admin, table):
+def test_close_after_a_batch_ends_the_session_and_a_later_batch_raises(
+    make_postgres_sink, admin, table
+):
     """close() twice is fine, ends the sink's session; a batch after it stores nothing."""
-    sink = make_sink()
+    sink = make_postgres_sink()
     sink([make_record("a")])
     sink.close()
     sink.close()
@@ -620,9 +560,9 @@ def test_close_after_a_batch_ends_the_session_and_a_later_batch_raises(make_sink
 
 
 @pytest.mark.postgres
-def test_reopen_connects_again_to_the_same_table(make_sink, admin, table):
+def test_reopen_connects_again_to_the_same_table(make_postgres_sink, admin, table):
     """After close() and reopen() the next batch connects anew and stores in the same table."""
-    sink = make_sink()
+    sink = make_postgres_sink()
     sink([make_record("a")])
     first_backend = sink._connection.info.backend_pid
     sink.close()

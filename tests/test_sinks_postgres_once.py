@@ -1,12 +1,11 @@
 """PostgresSink: each record stored once, refused ones isolated, timeouts, the table checked.
 
-Against the real PostgreSQL server of ``test_sinks_postgres`` (``pg_server.shared_server``);
+Against the real PostgreSQL server of the test process (the fixtures in ``conftest.py``);
 a lost ``COMMIT`` answer is made by a proxy (``pg_proxy``) between the sink and the server.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import uuid
 from collections.abc import Iterator
@@ -14,8 +13,8 @@ from typing import Any, Callable
 
 import pytest
 from pg_proxy import CommitAnswerDroppingProxy
-from pg_server import DATABASE, SUPERUSER, PostgresServer, PostgresUnavailableError, shared_server
-from test_sinks_postgres import REQUIRED, make_record, messages
+from pg_server import DATABASE, REQUIRED, SUPERUSER, PostgresServer
+from test_sinks_postgres import make_record, messages
 
 if REQUIRED:
     import psycopg
@@ -26,64 +25,6 @@ from batchlog import FailedRecordsError
 from batchlog.sinks import PostgresSink
 
 pytestmark = pytest.mark.postgres
-
-_numbers = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def postgres_server() -> PostgresServer:
-    """The PostgreSQL server of this test process."""
-    try:
-        return shared_server()
-    except PostgresUnavailableError as exc:
-        if REQUIRED:
-            pytest.fail(f"BATCHLOG_REQUIRE_POSTGRES=1 but PostgreSQL did not start: {exc}")
-        pytest.skip(f"PostgreSQL could not be started: {exc}")
-
-
-@pytest.fixture
-def conninfo(postgres_server: PostgresServer) -> str:
-    """A connection string for the test database."""
-    return postgres_server.conninfo()
-
-
-@pytest.fixture
-def admin(conninfo: str) -> Iterator[Any]:
-    """A separate autocommit connection for looking at what the sink did."""
-    with psycopg.connect(conninfo, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def table() -> str:
-    """A table name no other test uses."""
-    return f"once_{next(_numbers)}"
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    """The delays a sink asked for between attempts."""
-    return []
-
-
-@pytest.fixture
-def make_sink(
-    conninfo: str, table: str, sleeps: list[float]
-) -> Iterator[Callable[..., PostgresSink]]:
-    """Return ``make_sink(**kwargs)``: a sink on the test table, closed at teardown."""
-    made: list[PostgresSink] = []
-
-    def make(**kwargs: Any) -> PostgresSink:
-        kwargs.setdefault("table", table)
-        kwargs.setdefault("sleep", sleeps.append)
-        kwargs.setdefault("backoff_jitter", 0.0)
-        kwargs.setdefault("application_name", f"batchlog-once-{next(_numbers)}")
-        made.append(PostgresSink(kwargs.pop("conninfo", conninfo), **kwargs))
-        return made[-1]
-
-    yield make
-    for sink in made:
-        sink.close()
 
 
 @pytest.fixture
@@ -122,9 +63,9 @@ def forbid(admin: Any, table: str, *poison: str) -> None:
 # ------------------------------------------------------------------ refused records
 
 
-def test_a_refused_record_costs_only_itself(make_sink, admin, table, sleeps):
+def test_a_refused_record_costs_only_itself(make_postgres_sink, admin, table, sleeps):
     """A row the table's CHECK refuses: the others stored once, in order; it alone is named."""
-    sink = make_sink()
+    sink = make_postgres_sink()
     sink([make_record("before")])
     forbid(admin, table, "poison")
     batch = [make_record(f"ok {number}") for number in range(5)]
@@ -141,9 +82,9 @@ def test_a_refused_record_costs_only_itself(make_sink, admin, table, sleeps):
     assert sleeps == []  # a refusal is not a connection problem: no retry
 
 
-def test_a_value_over_the_column_length_is_isolated(make_sink, admin, table):
+def test_a_value_over_the_column_length_is_isolated(make_postgres_sink, admin, table):
     """A ``varchar(n)`` of the user's table: the too-long record fails, the rest is stored."""
-    sink = make_sink()
+    sink = make_postgres_sink()
     sink([make_record("first")])
     admin.execute(f"ALTER TABLE {table} ALTER COLUMN message TYPE varchar(10)")
     long = make_record("x" * 11)
@@ -156,9 +97,9 @@ def test_a_value_over_the_column_length_is_isolated(make_sink, admin, table):
     assert messages(admin, table) == ["first", "short", "also short"]
 
 
-def test_one_refused_record_costs_a_few_copies(make_sink, admin, table, copies):
+def test_one_refused_record_costs_a_few_copies(make_postgres_sink, admin, table, copies):
     """The common case is fast: the server names the bad row, so a few COPYs, not one per row."""
-    sink = make_sink()
+    sink = make_postgres_sink()
     sink([make_record("warm-up")])
     forbid(admin, table, "poison")
     copies.clear()
@@ -174,10 +115,10 @@ def test_one_refused_record_costs_a_few_copies(make_sink, admin, table, copies):
 
 @pytest.mark.parametrize("every", [1, 2, 7])
 def test_many_refused_records_cost_a_bounded_number_of_copies(
-    make_sink, admin, table, copies, every
+    make_postgres_sink, admin, table, copies, every
 ):
     """Every ``every``-th record refused: each other one stored once, at most ~2 COPYs a row."""
-    sink = make_sink()
+    sink = make_postgres_sink()
     sink([make_record("warm-up")])
     forbid(admin, table, "poison")
     copies.clear()
@@ -205,10 +146,10 @@ def no_line_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("every", [1, 3, 50])
 @pytest.mark.usefixtures("no_line_numbers")
 def test_without_the_servers_line_number_the_batch_is_bisected(
-    make_sink, admin, table, copies, every
+    make_postgres_sink, admin, table, copies, every
 ):
     """An error naming no row (another lc_messages language): halves, same outcome, bounded."""
-    sink = make_sink()
+    sink = make_postgres_sink()
     sink([make_record("warm-up")])
     forbid(admin, table, "poison")
     copies.clear()
@@ -223,9 +164,9 @@ def test_without_the_servers_line_number_the_batch_is_bisected(
     assert len(copies) <= 2 * size
 
 
-def test_a_batch_with_no_storable_record_fails_whole(make_sink, admin, table, make_writer):
+def test_a_batch_with_no_storable_record_fails_whole(make_postgres_sink, admin, table, make_writer):
     """All records refused: the writer counts them all failed; nothing is stored."""
-    sink = make_sink()
+    sink = make_postgres_sink()
     sink([make_record("warm-up")])
     forbid(admin, table, "poison")
     failures: list[tuple[Exception, list[Any]]] = []
@@ -240,9 +181,11 @@ def test_a_batch_with_no_storable_record_fails_whole(make_sink, admin, table, ma
     assert messages(admin, table) == ["warm-up"]
 
 
-def test_writer_counts_only_the_refused_record_failed(make_sink, admin, table, make_writer):
+def test_writer_counts_only_the_refused_record_failed(
+    make_postgres_sink, admin, table, make_writer
+):
     """Through a writer: one failed, the rest processed; on_error gets just the refused one."""
-    sink = make_sink()
+    sink = make_postgres_sink()
     sink([make_record("warm-up")])
     forbid(admin, table, "poison")
     failures: list[tuple[Exception, list[Any]]] = []
@@ -258,11 +201,11 @@ def test_writer_counts_only_the_refused_record_failed(make_sink, admin, table, m
     assert messages(admin, table) == ["warm-up", "a", "b"]
 
 
-def test_fallback_dead_letters_only_the_refused_record(make_sink, admin, table, tmp_path):
+def test_fallback_dead_letters_only_the_refused_record(make_postgres_sink, admin, table, tmp_path):
     """``FallbackSink`` over the sink writes just the refused record to the dead-letter file."""
     from batchlog.sinks import FallbackSink
 
-    sink = make_sink()
+    sink = make_postgres_sink()
     sink([make_record("warm-up")])
     forbid(admin, table, "poison")
     dead_letters = tmp_path / "dead.jsonl"
@@ -280,9 +223,11 @@ def test_fallback_dead_letters_only_the_refused_record(make_sink, admin, table, 
     assert messages(admin, table) == ["warm-up", "a", "b"]
 
 
-def test_a_batch_the_server_refuses_as_a_whole_stores_nothing(make_sink, admin, table, sleeps):
+def test_a_batch_the_server_refuses_as_a_whole_stores_nothing(
+    make_postgres_sink, admin, table, sleeps
+):
     """A statement-level refusal (a trigger raising) fails the batch whole, without retry."""
-    sink = make_sink()
+    sink = make_postgres_sink()
     sink([make_record("before")])
     admin.execute(
         "CREATE FUNCTION refuse_all() RETURNS trigger LANGUAGE plpgsql AS"
@@ -307,9 +252,9 @@ def test_a_batch_the_server_refuses_as_a_whole_stores_nothing(make_sink, admin, 
 # ------------------------------------------------------------------ a lost COMMIT answer
 
 
-def test_commit_answer_lost_stores_the_batch_once(make_sink, admin, table, proxy, sleeps):
+def test_commit_answer_lost_stores_the_batch_once(make_postgres_sink, admin, table, proxy, sleeps):
     """The connection is cut after the server committed, before the client heard: stored once."""
-    sink = make_sink(conninfo=proxy.conninfo(DATABASE, SUPERUSER))
+    sink = make_postgres_sink(conninfo=proxy.conninfo(DATABASE, SUPERUSER))
     sink([make_record("warm-up")])
     proxy.arm()
     batch = [make_record(f"row {number}") for number in range(50)]
@@ -323,10 +268,10 @@ def test_commit_answer_lost_stores_the_batch_once(make_sink, admin, table, proxy
 
 
 def test_commit_answer_lost_without_exactly_once_stores_the_batch_twice(
-    make_sink, admin, table, proxy
+    make_postgres_sink, admin, table, proxy
 ):
     """The fault the batch id guards against is real: without it the retry stores it again."""
-    sink = make_sink(conninfo=proxy.conninfo(DATABASE, SUPERUSER), exactly_once=False)
+    sink = make_postgres_sink(conninfo=proxy.conninfo(DATABASE, SUPERUSER), exactly_once=False)
     sink([make_record("warm-up")])  # the table's own COMMIT is not the one to lose
     proxy.arm()
 
@@ -336,9 +281,9 @@ def test_commit_answer_lost_without_exactly_once_stores_the_batch_twice(
     assert messages(admin, table) == ["warm-up", "twice", "twice"]
 
 
-def test_commit_answer_lost_still_names_the_refused_record(make_sink, admin, table, proxy):
+def test_commit_answer_lost_still_names_the_refused_record(make_postgres_sink, admin, table, proxy):
     """The attempt that committed had refused a record: the retry that finds it says so."""
-    sink = make_sink(conninfo=proxy.conninfo(DATABASE, SUPERUSER))
+    sink = make_postgres_sink(conninfo=proxy.conninfo(DATABASE, SUPERUSER))
     sink([make_record("warm-up")])
     forbid(admin, table, "poison")
     poison = make_record("poison")
@@ -352,16 +297,16 @@ def test_commit_answer_lost_still_names_the_refused_record(make_sink, admin, tab
     assert messages(admin, table) == ["warm-up", "a", "b"]
 
 
-def test_old_batch_ids_are_pruned_when_the_sink_connects(make_sink, admin, table):
+def test_old_batch_ids_are_pruned_when_the_sink_connects(make_postgres_sink, admin, table):
     """Ids older than a day are deleted on each new connection; recent ones are kept."""
-    make_sink()([make_record("first")])
+    make_postgres_sink()([make_record("first")])
     old, recent = uuid.uuid4(), uuid.uuid4()
     admin.execute(
         f"INSERT INTO {table}_batch_ids VALUES (%s, now() - interval '2 days'), (%s, now())",  # noqa: S608
         (old, recent),
     )
 
-    make_sink()([make_record("second")])
+    make_postgres_sink()([make_record("second")])
 
     ids = batch_ids(admin, table)
     assert old not in ids
@@ -372,9 +317,9 @@ def test_old_batch_ids_are_pruned_when_the_sink_connects(make_sink, admin, table
 # ------------------------------------------------------------------ statement timeout
 
 
-def test_statement_timeout_is_set_on_the_session(make_sink):
+def test_statement_timeout_is_set_on_the_session(make_postgres_sink):
     """``statement_timeout`` (seconds) becomes the session's setting (milliseconds)."""
-    sink = make_sink(statement_timeout=1.5)
+    sink = make_postgres_sink(statement_timeout=1.5)
     sink([make_record("hello")])
 
     assert sink._connection.execute("SHOW statement_timeout").fetchone() == ("1500ms",)
@@ -385,23 +330,23 @@ def test_statement_timeout_is_set_on_the_session(make_sink):
 LOCKED_TIMEOUT = 3.0
 
 
-def locked_sink(make_sink: Callable[..., PostgresSink]) -> PostgresSink:
+def locked_sink(make_postgres_sink: Callable[..., PostgresSink]) -> PostgresSink:
     """A sink with the short ``statement_timeout``, on a table made by another sink.
 
     ``create_table=False``: its first batch runs no ``CREATE INDEX``, which would wait for
     the lock too; what it does run besides the ``COPY`` reads only the catalog and the
     batch ids, which the lock does not touch.
     """
-    return make_sink(statement_timeout=LOCKED_TIMEOUT, create_table=False)
+    return make_postgres_sink(statement_timeout=LOCKED_TIMEOUT, create_table=False)
 
 
 def test_locked_table_fails_the_batch_after_the_statement_timeout(
-    make_sink, admin, table, conninfo, sleeps
+    make_postgres_sink, admin, table, conninfo, sleeps
 ):
     """A table locked by another session: the batch fails after the timeout, not forever."""
-    plain = make_sink()  # the default timeout (30 s): "before" and "after" never meet it
+    plain = make_postgres_sink()  # the default timeout (30 s): "before" and "after" never meet it
     plain([make_record("before")])
-    sink = locked_sink(make_sink)
+    sink = locked_sink(make_postgres_sink)
     with psycopg.connect(conninfo) as locker:
         locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")  # held until rollback
 
@@ -416,11 +361,13 @@ def test_locked_table_fails_the_batch_after_the_statement_timeout(
 
 
 def test_locked_table_counts_the_batch_failed_in_the_writer(
-    make_sink, admin, table, conninfo, make_writer
+    make_postgres_sink, admin, table, conninfo, make_writer
 ):
     """Through a writer, the timed-out batch is counted failed and the writer goes on."""
-    make_sink()([make_record("before")])  # the default timeout: only the locked batch meets it
-    sink = locked_sink(make_sink)
+    make_postgres_sink()(
+        [make_record("before")]
+    )  # the default timeout: only the locked batch meets it
+    sink = locked_sink(make_postgres_sink)
     errors: list[Exception] = []
     writer = make_writer(sink, on_error=lambda exc, batch: errors.append(exc))
     with psycopg.connect(conninfo) as locker:
@@ -439,10 +386,10 @@ def test_locked_table_counts_the_batch_failed_in_the_writer(
 # ------------------------------------------------------------------ the table checked
 
 
-def test_table_with_missing_columns_is_named_with_them(make_sink, admin, table):
+def test_table_with_missing_columns_is_named_with_them(make_postgres_sink, admin, table):
     """An existing table lacking columns: a clear error naming it and them, on every batch."""
     admin.execute(f"CREATE TABLE {table} (id bigint, message text, extra jsonb)")
-    sink = make_sink()
+    sink = make_postgres_sink()
 
     for _ in range(2):  # every batch says the same, not a COPY error
         with pytest.raises(psycopg.ProgrammingError) as raised:
@@ -453,9 +400,11 @@ def test_table_with_missing_columns_is_named_with_them(make_sink, admin, table):
         assert "Alter it" in text
 
 
-def test_table_with_a_column_of_the_wrong_type_is_fixed_and_then_used(make_sink, admin, table):
+def test_table_with_a_column_of_the_wrong_type_is_fixed_and_then_used(
+    make_postgres_sink, admin, table
+):
     """``thread integer`` (too small for thread ids) is named; after ALTER the sink writes."""
-    sink = make_sink()
+    sink = make_postgres_sink()
     sink([make_record("first")])
     admin.execute(f"ALTER TABLE {table} ALTER COLUMN thread TYPE integer USING NULL")
     admin.execute(f"ALTER TABLE {table} ADD COLUMN host text NOT NULL DEFAULT 'x'")
@@ -475,7 +424,7 @@ def test_table_with_a_column_of_the_wrong_type_is_fixed_and_then_used(make_sink,
     assert messages(admin, table) == ["first", "second"]
 
 
-def test_wider_column_types_are_accepted(make_sink, admin, table):
+def test_wider_column_types_are_accepted(make_postgres_sink, admin, table):
     """A table with text, numeric and json where the sink's schema has narrower types works."""
     columns = ", ".join(
         f'"{name}" {kind}'
@@ -500,16 +449,16 @@ def test_wider_column_types_are_accepted(make_sink, admin, table):
     )
     admin.execute(f"CREATE TABLE {table} ({columns})")
 
-    make_sink()([make_record("fits")])
+    make_postgres_sink()([make_record("fits")])
 
     assert admin.execute(f"SELECT message FROM {table}").fetchall() == [("fits",)]  # noqa: S608
 
 
-def test_writer_counts_a_mismatched_table_failed(make_sink, admin, table, make_writer):
+def test_writer_counts_a_mismatched_table_failed(make_postgres_sink, admin, table, make_writer):
     """The schema error reaches on_error and counts the batch failed."""
     admin.execute(f"CREATE TABLE {table} (message text)")
     errors: list[Exception] = []
-    writer = make_writer(make_sink(), on_error=lambda exc, batch: errors.append(exc))
+    writer = make_writer(make_postgres_sink(), on_error=lambda exc, batch: errors.append(exc))
     writer.add(make_record("lost"))
 
     assert writer.flush(timeout=30)
@@ -519,9 +468,9 @@ def test_writer_counts_a_mismatched_table_failed(make_sink, admin, table, make_w
     assert "does not match" in str(errors[0])
 
 
-def test_missing_table_without_create_table_says_what_to_do(make_sink, table):
+def test_missing_table_without_create_table_says_what_to_do(make_postgres_sink, table):
     """``create_table=False`` and no table: the error names it and the option."""
-    sink = make_sink(create_table=False)
+    sink = make_postgres_sink(create_table=False)
 
     with pytest.raises(
         psycopg.ProgrammingError, match=f"table {table} does not exist.*create_table=True"
@@ -529,10 +478,12 @@ def test_missing_table_without_create_table_says_what_to_do(make_sink, table):
         sink([make_record("lost")])
 
 
-def test_missing_batch_id_table_without_create_table_shows_how_to_make_it(make_sink, admin, table):
+def test_missing_batch_id_table_without_create_table_shows_how_to_make_it(
+    make_postgres_sink, admin, table
+):
     """The log table made by hand but not the batch ids: the error gives the statement."""
-    make_sink(exactly_once=False)([make_record("first")])
-    sink = make_sink(create_table=False)
+    make_postgres_sink(exactly_once=False)([make_record("first")])
+    sink = make_postgres_sink(create_table=False)
 
     with pytest.raises(psycopg.ProgrammingError) as raised:
         sink([make_record("lost")])
@@ -547,21 +498,23 @@ def test_missing_batch_id_table_without_create_table_shows_how_to_make_it(make_s
     assert messages(admin, table) == ["first", "second"]
 
 
-def test_exactly_once_false_makes_no_batch_id_table(make_sink, admin, table):
+def test_exactly_once_false_makes_no_batch_id_table(make_postgres_sink, admin, table):
     """Without ``exactly_once`` the sink neither creates nor needs ``<table>_batch_ids``."""
-    make_sink(exactly_once=False)([make_record("hello")])
+    make_postgres_sink(exactly_once=False)([make_record("hello")])
 
     found = admin.execute("SELECT to_regclass(%s)", (f"{table}_batch_ids",)).fetchone()
     assert found == (None,)
     assert messages(admin, table) == ["hello"]
 
 
-def test_batch_id_table_of_a_63_character_table_is_shortened_and_used(make_sink, admin, table):
+def test_batch_id_table_of_a_63_character_table_is_shortened_and_used(
+    make_postgres_sink, admin, table
+):
     """The longest table name: ``<table>_batch_ids`` cut to 63 bytes, made, claimed, checked."""
     long_table = (table + "_" + "x" * 63)[:63]
     batch_ids = long_table[: 63 - len("_batch_ids")] + "_batch_ids"
-    make_sink(table=long_table)([make_record("first")])
-    make_sink(table=long_table, create_table=False)([make_record("second")])  # checked too
+    make_postgres_sink(table=long_table)([make_record("first")])
+    make_postgres_sink(table=long_table, create_table=False)([make_record("second")])  # checked too
 
     assert messages(admin, long_table) == ["first", "second"]
     assert admin.execute(f"SELECT count(*) FROM {batch_ids}").fetchone() == (2,)  # noqa: S608
@@ -591,10 +544,10 @@ def test_exactly_once_must_be_a_bool():
 
 
 def test_handler_counts_only_the_refused_record_failed(
-    make_sink, make_handler, make_logger, admin, table
+    make_postgres_sink, make_handler, make_logger, admin, table
 ):
     """A refused record through BatchingHandler: the others arrive, metrics count one failed."""
-    sink = make_sink()
+    sink = make_postgres_sink()
     sink([make_record("warm-up")])
     forbid(admin, table, "poison")
     handler = make_handler(sink, capacity=3)
