@@ -130,23 +130,45 @@ def test_records_appended_during_a_replay_go_in_the_next_one(dead_letter):
 
 
 def test_replays_while_a_fallback_sink_appends_deliver_each_record_once(tmp_path):
-    """Replays run while another thread dead-letters: each record once, none quarantined."""
+    """Replays run while another thread dead-letters: each record once, none quarantined.
+
+    Gated, not left to scheduling: one replay waits inside its sink while the appender
+    writes the second half, so a run and the appending surely overlap.
+    """
     path = tmp_path / "dead-letter.jsonl"
-    expected = [f"r{n}" for n in range(3000)]
+    first_half = [f"r{n}" for n in range(1500)]
+    gate_record = ["gate"]
+    second_half = [f"r{n}" for n in range(1500, 3000)]
+    first_half_written = threading.Event()
+    replay_in_sink = threading.Event()
+    second_half_written = threading.Event()
     done = threading.Event()
     failures = []
 
     def append():
         try:
-            write_dead_letter(path, expected, per_batch=7, fsync=True)  # paced like replay
+            write_dead_letter(path, first_half, per_batch=7, fsync=True)
+            first_half_written.set()
+            write_dead_letter(path, gate_record)  # sent by a run that began after the set
+            if not replay_in_sink.wait(60):
+                raise TimeoutError("no replay reached the sink")  # noqa: TRY301
+            write_dead_letter(path, second_half, per_batch=7, fsync=True)
         except Exception as exc:  # noqa: BLE001 -- reported by the assertion below
             failures.append(exc)
         finally:
+            second_half_written.set()
             done.set()
+
+    class GatedSink(Sink):
+        def __call__(self, batch):
+            if first_half_written.is_set() and not replay_in_sink.is_set():
+                replay_in_sink.set()  # this run began before the second half: it waits
+                assert second_half_written.wait(60)
+            super().__call__(batch)
 
     write_dead_letter(path, ["first"])
     thread = threading.Thread(target=append)
-    sink = Sink()
+    sink = GatedSink()
     runs = 0
     thread.start()
     try:
@@ -158,8 +180,9 @@ def test_replays_while_a_fallback_sink_appends_deliver_each_record_once(tmp_path
         thread.join(60)
     final = replay(path, sink, batch_size=50)
     assert failures == []
+    assert replay_in_sink.is_set()  # the overlap happened
     assert (final.quarantined, final.left) == (0, 0)
-    assert sink.messages == ["first", *expected]
+    assert sink.messages == ["first", *first_half, *gate_record, *second_half]
     assert runs >= 1
 
 
@@ -444,10 +467,16 @@ def test_a_document_elasticsearch_refuses_is_quarantined(tmp_path):
 # --------------------------------------------------------------------------- failures
 
 
+class RetryableError(FailedRecordsError):
+    """A partial failure the sink marks as passing (as DeliveryError does for a 503)."""
+
+    retryable = True
+
+
 @pytest.mark.parametrize(
     "failure",
-    [ConnectionError("refused"), FailedRecordsError(None, cause=OSError("down"))],
-    ids=["exception", "failed-records-none"],
+    [ConnectionError("refused"), RetryableError(None, cause=OSError("down"))],
+    ids=["exception", "retryable-failed-records-none"],
 )
 def test_a_failed_batch_stops_the_replay_and_the_next_run_resumes(dead_letter, failure):
     """A whole batch failing stops the replay at it; the next run resumes there."""
@@ -461,22 +490,116 @@ def test_a_failed_batch_stops_the_replay_and_the_next_run_resumes(dead_letter, f
     assert (ALL, result.delivered, result.already_done) == (sink.messages, 4, 6)
 
 
-def test_a_sink_naming_every_record_failed_stops_the_replay(dead_letter):
-    """Every record of a batch named as failed reads as a whole-batch failure: stop."""
+def test_a_sink_refusing_every_record_alone_stops_and_quarantines_nothing(dead_letter):
+    """Every record refused, alone too, and nothing delivered in the run: stop as before."""
+    calls = []
 
     def sink(batch):
+        calls.append(len(batch))
         raise FailedRecordsError(list(batch), cause=ConnectionError("refused"))
 
     with pytest.raises(FailedRecordsError):
-        replay(dead_letter, sink)
+        replay(dead_letter, sink, batch_size=4)
+    assert calls == [4, 1, 1, 1, 1]  # the batch, then each of its records alone
     assert not Path(f"{dead_letter}.quarantine.jsonl").exists()
     assert not Path(f"{dead_letter}.checkpoint").exists()
 
 
-class RetryableError(FailedRecordsError):
-    """A partial failure the sink marks as passing (as DeliveryError does for a 503)."""
+class RefusesOne(Sink):
+    """A sink that fails a whole batch holding ``bad`` (it cannot say which record)."""
 
-    retryable = True
+    def __init__(self, bad, *, named=None):
+        super().__init__()
+        self.bad = bad
+        self.named = named  # None: FailedRecordsError(None); "all": it names every record
+        self.sizes = []
+
+    def __call__(self, batch):
+        self.sizes.append(len(batch))
+        if any(record["message"] == self.bad for record in batch):
+            records = None if self.named is None else list(batch)
+            raise FailedRecordsError(records, cause=ValueError(f"cannot store {self.bad}"))
+        super().__call__(batch)
+
+
+@pytest.mark.parametrize("named", [None, "all"], ids=["records-none", "every-record-named"])
+def test_a_batch_refused_whole_is_resent_alone_and_the_bad_record_quarantined(dead_letter, named):
+    """One bad record failing its whole batch: the batch goes again record by record."""
+    sink = RefusesOne("m4", named=named)
+    result = replay(dead_letter, sink, batch_size=3)
+    assert [m for m in ALL if m != "m4"] == sink.messages
+    assert (result.delivered, result.quarantined, result.left) == (9, 1, 0)
+    assert sink.sizes == [3, 3, 1, 1, 1, 3, 1]  # m3..m5 refused whole, then one by one
+    (entry,) = read_lines(result.quarantine_path)
+    assert entry["record"]["message"] == "m4"
+    assert entry["reason"] == "refused by the sink: ValueError: cannot store m4"
+    again = replay(dead_letter, sink, batch_size=3)
+    assert (again.delivered, again.quarantined, again.already_done) == (0, 0, 10)
+
+
+def test_a_bad_record_in_the_first_batch_is_quarantined_when_another_goes_alone(dead_letter):
+    """First batch of the run refused whole: a record of it delivered alone shows the sink
+    works, so the one refused alone is quarantined."""
+    sink = RefusesOne("m1")
+    result = replay(dead_letter, sink, batch_size=3)
+    assert (result.delivered, result.quarantined) == (9, 1)
+    assert [m for m in ALL if m != "m1"] == sink.messages
+
+
+def test_a_last_line_alone_behind_good_batches_is_quarantined_not_a_dead_end(dead_letter):
+    """The last record, alone in its batch and refused, is quarantined once; not resent."""
+    sink = RefusesOne("m9")
+    result = replay(dead_letter, sink, batch_size=3)
+    assert (result.delivered, result.quarantined, result.left) == (9, 1, 0)
+    assert sink.sizes == [3, 3, 3, 1]  # refused alone already: not sent a second time
+    assert read_lines(result.quarantine_path)[0]["record"]["message"] == "m9"
+    assert replay(dead_letter, sink, batch_size=3).already_done == 10
+
+
+def test_a_lone_record_refused_in_a_run_that_delivered_nothing_stops(dead_letter):
+    """A run whose only batch is one refused record: nothing shows the sink works; stop."""
+    sink = RefusesOne("m9")
+    replay(dead_letter, Sink(), batch_size=3)  # an earlier run finished m0..m9 ...
+    write_dead_letter(dead_letter, ["m9"])  # ... and m9 comes again, alone
+    with pytest.raises(FailedRecordsError):
+        replay(dead_letter, sink, batch_size=3)
+    assert not Path(f"{dead_letter}.quarantine.jsonl").exists()
+
+
+def test_a_failure_while_sending_alone_keeps_what_was_delivered_alone(dead_letter):
+    """The sink going away during the one-by-one resend: the records delivered alone are
+    checkpointed, the failure is raised, and the next run sends only the rest."""
+    calls = []
+    stored = []
+
+    def sink(batch):
+        calls.append([record["message"] for record in batch])
+        if len(calls) == 1:
+            raise FailedRecordsError(None, cause=ValueError("one is bad"))
+        if len(calls) == 3:
+            raise ConnectionError("gone")
+        stored.extend(record["message"] for record in batch)
+
+    with pytest.raises(ConnectionError):
+        replay(dead_letter, sink, batch_size=4)
+    assert stored == ["m0"]
+    result = replay(dead_letter, sink, batch_size=4)
+    assert (stored, result.already_done, result.quarantined) == (ALL, 1, 0)
+
+
+def test_an_http_401_quarantines_nothing(dead_letter):
+    """A real HTTP sink answered 401 for every request: the replay stops, the file stays
+    whole, nothing is quarantined (every record refused alone, none delivered)."""
+    server = LocalServer(lambda body: (401, b"bad token"))
+    sink = HTTPSink(server.url, gzip=False, max_attempts=1)
+    try:
+        with pytest.raises(FailedRecordsError, match="401"):
+            replay(dead_letter, sink, batch_size=4)
+    finally:
+        sink.close()
+        server.stop()
+    assert not Path(f"{dead_letter}.quarantine.jsonl").exists()
+    assert not Path(f"{dead_letter}.checkpoint").exists()
 
 
 def test_a_passing_partial_failure_keeps_the_delivered_part_and_retries_the_rest(dead_letter):
@@ -736,6 +859,106 @@ def test_remove_keeps_a_file_with_a_line_left(dead_letter):
     assert (result.removed, dead_letter.exists()) == (False, True)
 
 
+# --------------------------------------------------------------------------- one run at a time
+
+
+def test_a_second_replay_while_one_runs_refuses_at_once(dead_letter):
+    """Two replays of one file at once (threads, gated): the second refuses, naming the
+    lock file, and sends nothing; the first delivers everything once."""
+    in_sink = threading.Event()
+    let_go = threading.Event()
+    first_sink = Sink()
+    second_sink = Sink()
+    outcome = []
+
+    def gated(batch):
+        in_sink.set()
+        assert let_go.wait(60)
+        first_sink(batch)
+
+    thread = threading.Thread(target=lambda: outcome.append(replay(dead_letter, gated)))
+    thread.start()
+    try:
+        assert in_sink.wait(60)
+        lock_file = f"{dead_letter}.checkpoint.lock"
+        with pytest.raises(ReplayCheckpointError, match="another replay of") as refused:
+            replay(dead_letter, second_sink)
+        assert lock_file in str(refused.value)
+    finally:
+        let_go.set()
+        thread.join(60)
+    assert (second_sink.calls, first_sink.messages, outcome[0].delivered) == (0, ALL, 10)
+    assert replay(dead_letter, second_sink).already_done == 10  # the lock was let go
+
+
+@pytest.mark.subprocess
+def test_a_replay_in_another_process_holds_the_file(dead_letter, tmp_path):
+    """A replay running in another process: this one refuses with ReplayCheckpointError."""
+    script = tmp_path / "hold.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            from batchlog.sinks import replay
+
+            def sink(batch):
+                print("in sink", flush=True)
+                sys.stdin.readline()  # held until the test lets it go
+
+            print(replay(sys.argv[1], sink).delivered, flush=True)
+            """
+        ),
+        encoding="utf-8",
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(dead_letter)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdin is not None
+        assert child.stdout.readline() == "in sink\n"
+        sink = Sink()
+        with pytest.raises(ReplayCheckpointError, match=r"another replay of .* is running"):
+            replay(dead_letter, sink)
+        assert sink.calls == 0
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        out, _ = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(60)
+    assert (child.returncode, out.strip()) == (0, "10")
+
+
+def test_the_checkpoints_temporary_file_has_a_name_of_its_own(dead_letter):
+    """The checkpoint is written through a uniquely named temporary file, then removed:
+    a leftover ``FILE.checkpoint.tmp`` (here a directory) is no obstacle."""
+    (dead_letter.parent / f"{dead_letter.name}.checkpoint.tmp").mkdir()
+    result = replay(dead_letter, Sink(), batch_size=3)
+    assert (result.delivered, result.left) == (10, 0)
+    left_over = sorted(path.name for path in dead_letter.parent.iterdir())
+    assert left_over == sorted(
+        [
+            dead_letter.name,
+            f"{dead_letter.name}.checkpoint",
+            f"{dead_letter.name}.checkpoint.lock",
+            f"{dead_letter.name}.checkpoint.tmp",
+        ]
+    )
+
+
+def test_remove_deletes_the_lock_file_too(dead_letter):
+    """``remove=True``: the file, its checkpoint and its lock file are gone."""
+    assert replay(dead_letter, Sink(), remove=True).removed
+    assert list(dead_letter.parent.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- async sinks
 
 
@@ -834,6 +1057,129 @@ def test_an_interrupt_while_an_async_batch_waits_cancels_it_and_resumes(dead_let
     assert stored == ALL
 
 
+class LineServer:
+    """A TCP server on 127.0.0.1 that keeps the lines each connection sends."""
+
+    def __init__(self):
+        import socketserver
+
+        self.connections = []  # one list of lines per connection, complete once it closed
+        self.closed = threading.Event()
+        server = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                lines = [line.decode().rstrip("\n") for line in self.rfile]
+                server.connections.append(lines)
+                server.closed.set()
+
+        self.tcp = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.tcp.daemon_threads = True
+        self.thread = threading.Thread(target=self.tcp.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self):
+        return self.tcp.server_address[1]
+
+    def stop(self):
+        self.tcp.shutdown()
+        self.tcp.server_close()
+        self.thread.join(10)
+
+
+class ConnectionSink:
+    """An async sink holding an ``asyncio.open_connection`` stream, opened at its first
+    batch (bound to the loop it runs on) and closed, with a last line, by ``aclose()``."""
+
+    def __init__(self, port):
+        self.port = port
+        self.writer = None
+
+    async def __call__(self, batch):
+        if self.writer is None:
+            _, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.writer.write(b"".join(f"{r['message']}\n".encode() for r in batch))
+        await self.writer.drain()
+
+    async def aclose(self):
+        if self.writer is not None:
+            self.writer.write(b"bye\n")
+            await self.writer.drain()
+            self.writer.close()
+            await self.writer.wait_closed()
+
+
+@pytest.fixture
+def line_server():
+    server = LineServer()
+    yield server
+    server.stop()
+
+
+def test_close_sink_closes_a_loop_bound_connection_on_the_same_loop(dead_letter, line_server):
+    """``close_sink=True``: an async sink's ``aclose()`` runs on the loop its batches ran
+    on, so a stream opened there closes cleanly (no "Event loop is closed")."""
+    sink = ConnectionSink(line_server.port)
+    result = replay(dead_letter, sink, batch_size=4, close_sink=True)
+    assert line_server.closed.wait(60)
+    assert result.delivered == 10
+    assert line_server.connections == [[*ALL, "bye"]]
+
+
+def test_close_sink_closes_a_sync_sink_too_and_is_off_by_default(dead_letter):
+    """``close_sink=True`` calls a sync sink's ``close()``; without it the sink stays open."""
+    closed = []
+
+    class Closable(Sink):
+        def close(self):
+            closed.append(True)
+
+    replay(dead_letter, Closable())
+    assert closed == []
+    write_dead_letter(dead_letter, ["late"])
+    replay(dead_letter, Closable(), close_sink=True)
+    assert closed == [True]
+
+
+def test_close_sink_closes_the_sink_after_a_failed_run(dead_letter):
+    """The sink is closed however the run ends; the run's failure is what is raised."""
+    closed = []
+
+    class Failing(Sink):
+        def close(self):
+            closed.append(True)
+
+    with pytest.raises(ConnectionError):
+        replay(dead_letter, Failing(before={0: ConnectionError("down")}), close_sink=True)
+    assert closed == [True]
+
+
+def test_no_task_destroyed_report_after_an_interrupt_with_a_stubborn_task(dead_letter, caplog):
+    """Ctrl-C while an async sink's task ignores cancellation: the replay ends without
+    closing a loop under a pending task (no "Task was destroyed" report, no warning)."""
+    import gc
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    async def stubborn():
+        while True:  # ignores cancellation: outlives the grace the replay gives it
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)  # a timer: the loop itself keeps the task alive
+
+    async def sink(batch):
+        loop = asyncio.get_running_loop()
+        loop.create_task(stubborn())  # noqa: RUF006 -- left behind on purpose
+        loop.call_soon(interrupt)  # as a signal would, while the batch waits
+        await asyncio.Event().wait()
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"), pytest.raises(KeyboardInterrupt):
+        replay(dead_letter, sink, batch_size=4)
+    gc.collect()
+    assert [r.getMessage() for r in caplog.records if "destroyed" in r.getMessage()] == []
+
+
 def test_an_async_sink_inside_a_running_loop_is_a_clear_error(dead_letter):
     """From a thread running an event loop, an async sink raises RuntimeError saying why."""
 
@@ -891,6 +1237,28 @@ def sink_module(tmp_path, monkeypatch):
                 async def aclose(self):
                     await asyncio.sleep(0)
                     AsyncStore.closed.append(True)
+
+            class Connection:
+                port = 0
+                lines = []
+
+                def __init__(self):
+                    self.writer = None
+
+                async def __call__(self, batch):
+                    if self.writer is None:
+                        _, self.writer = await asyncio.open_connection(
+                            "127.0.0.1", Connection.port
+                        )
+                    for record in batch:
+                        self.writer.write((record["message"] + "\\n").encode())
+                    await self.writer.drain()
+
+                async def aclose(self):
+                    self.writer.write(b"bye\\n")
+                    await self.writer.drain()
+                    self.writer.close()
+                    await self.writer.wait_closed()
             """
         ),
         encoding="utf-8",
@@ -959,6 +1327,44 @@ def test_cli_awaits_an_async_sinks_aclose(dead_letter, sink_module, capsys):
     assert main(["replay", str(dead_letter), "--sink", f"{name}:AsyncStore"]) == 0
     assert (module.stored, module.AsyncStore.closed) == (ALL, [True])
     assert capsys.readouterr().err == ""
+
+
+def test_cli_closes_a_loop_bound_connection_on_the_loop_it_ran_on(
+    dead_letter, sink_module, line_server, capsys
+):
+    """The review's reproducer: a sink holding an ``asyncio.open_connection`` stream closes
+    it in ``aclose()``; the command exits 0 (it raised "Event loop is closed")."""
+    name, module = sink_module
+    module.Connection.port = line_server.port
+    code = main(["replay", str(dead_letter), "--sink", f"{name}:Connection"])
+    _, err = capsys.readouterr()
+    assert (code, err) == (0, "")
+    assert line_server.closed.wait(60)
+    assert line_server.connections == [[*ALL, "bye"]]
+
+
+def test_cli_a_second_replay_at_once_exits_1_naming_the_lock(dead_letter, sink_module, capsys):
+    """A replay of FILE while another one runs: exit 1, one line naming the lock file."""
+    name, module = sink_module
+    in_sink = threading.Event()
+    let_go = threading.Event()
+
+    def gated(batch):
+        in_sink.set()
+        assert let_go.wait(60)
+
+    thread = threading.Thread(target=replay, args=(dead_letter, gated))
+    thread.start()
+    try:
+        assert in_sink.wait(60)
+        code = main(["replay", str(dead_letter), "--sink", f"{name}:store"])
+    finally:
+        let_go.set()
+        thread.join(60)
+    _, err = capsys.readouterr()
+    assert (code, len(err.splitlines()), module.stored) == (1, 1, [])
+    assert f"another replay of '{dead_letter}' is running" in err
+    assert f"{dead_letter}.checkpoint.lock" in err
 
 
 def test_cli_remove_keeps_the_file_when_a_line_is_left(dead_letter, sink_module, capsys):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import inspect
 import os
 import sys
 from collections.abc import Iterator
@@ -92,6 +91,9 @@ _REPLAY_EPILOG = """\
 files beside FILE:
   FILE.checkpoint         how far FILE is replayed (--checkpoint); delete it only to
                           replay FILE from the start
+  FILE.checkpoint.lock    held while a replay runs: a second replay of FILE at the same
+                          time refuses at once (exit 1); not on Windows, where runs must
+                          not overlap
   FILE.quarantine.jsonl   lines that are not records and records the sink refused, each
                           with its reason (--quarantine); it replays like FILE
 
@@ -172,28 +174,26 @@ def _run(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
                 last[:] = [result]
                 show(result)
 
-            replay(
-                args.file,
-                sink,
-                batch_size=args.batch_size,
-                checkpoint_path=args.checkpoint,
-                quarantine_path=args.quarantine,
-                progress=progress,
-            )
+            # replay closes the sink (awaiting an async close on the loop its batches
+            # ran on) before it removes the file: a sink may finish its writes on close.
+            last[:] = [
+                replay(
+                    args.file,
+                    sink,
+                    batch_size=args.batch_size,
+                    remove=args.remove,
+                    checkpoint_path=args.checkpoint,
+                    quarantine_path=args.quarantine,
+                    progress=progress,
+                    close_sink=True,
+                )
+            ]
     except KeyboardInterrupt:
         failure, code = "interrupted", 130
     except Exception as exc:  # noqa: BLE001 -- a command reports in one line, not a traceback
         failure, code = f"failed: {_one_line(exc)}", 1
-    finally:
-        try:
-            _close(sink)  # before removing: a sink may finish its writes on close
-        except Exception as exc:  # noqa: BLE001 -- reported in one line
-            failure, code = failure or f"closing the sink failed: {_one_line(exc)}", 1
-    removed = False
-    if code == 0 and args.remove and last and last[-1].finished:
-        removed = _remove(args.file, last[-1])
     if last:
-        _print_summary(last[-1], sink, removed=removed)
+        _print_summary(last[-1], sink, removed=last[-1].removed)
     if failure:
         message = f"{parser.prog}: {failure}"
         if last:  # the checkpoint was read: a run of the same command resumes from it
@@ -214,35 +214,8 @@ def _check_paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> N
             parser.error(f"{option} {value!r}: its directory {directory!r} does not exist")
 
 
-def _close(sink: object) -> None:
-    """Call the sink's ``close()`` (or ``aclose()``); await it if it is async."""
-    close = getattr(sink, "close", None)
-    if not callable(close):
-        close = getattr(sink, "aclose", None)
-    if not callable(close):
-        return
-    result = close()
-    if result is not None and inspect.isawaitable(result):
-        import asyncio
-
-        async def finish() -> None:
-            await result
-
-        asyncio.run(finish())
-
-
 def _one_line(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
-
-
-def _remove(path: str, result: ReplayResult) -> bool:
-    """Delete the file, then its checkpoint, unless lines were appended since the replay."""
-    if os.path.getsize(path) != result.offset:
-        return False  # appended to meanwhile: the next run takes those lines
-    os.remove(path)  # first: a checkpoint without its file replays nothing twice
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(result.checkpoint_path)
-    return True
 
 
 def _print_summary(result: ReplayResult, sink: object, *, removed: bool) -> None:

@@ -23,18 +23,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import inspect
 import json
 import logging
 import os
+import tempfile
 import time
 import traceback
 import types
 import weakref
 from collections.abc import Awaitable, Coroutine
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
 
 from .._report import StderrReporter
+from .._sinkloop import SinkLoop, discard_awaitable, is_awaitable
+from .._sinkspec import close_sink as _close_sink
 from .._sinkspec import resolve_sink
 from .._types import AnyRecord, Sink
 from .._validate import check_bool, check_callable, check_int
@@ -43,9 +45,6 @@ from ..metrics import MetricField
 from ._base import SinkBase, check_file_path
 from ._encode import FIELDS, encode_record, rfc3339
 from .jsonl import JsonLinesSink, StrPath
-
-if TYPE_CHECKING:
-    import asyncio
 
 __all__ = [
     "FALLBACK_METRIC_FIELDS",
@@ -179,6 +178,14 @@ class FallbackSink(SinkBase):
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0
        A ``batchlog.sinks.SinkBase``: ``reopen()``, fork safety.
+    .. versionchanged:: 0.2.0
+       An async primary (one returning an awaitable, such as an ``async def`` sink): a
+       call returns a coroutine that awaits it and dead-letters on its failure.
+    .. versionchanged:: 0.2.0
+       ``close()`` returns a coroutine when the primary's close is async (it returned an
+       awaitable, or the primary has only ``aclose()``); it returned None always before.
+    .. versionchanged:: 0.2.0
+       A primary's ``batchlog.FailedRecordsError`` dead-letters only the records it names.
     """
 
     __slots__ = (
@@ -283,7 +290,7 @@ class FallbackSink(SinkBase):
         except Exception as primary_failure:  # noqa: BLE001 -- any failure: dead-letter it
             self._fail(batch, primary_failure)
             return None
-        if result is None or not inspect.isawaitable(result):
+        if not is_awaitable(result):
             return None
         finishing = self._finish_async(result, batch)
         if isinstance(result, types.CoroutineType):
@@ -369,7 +376,12 @@ class FallbackSink(SinkBase):
         super().close()
         with self._sink_lock():
             closing, self._primary_closing = self._primary_closing, None
-        return None if closing is None else _awaited(closing)
+        return None if closing is None else self._finish_close(closing)
+
+    @staticmethod
+    async def _finish_close(closing: Awaitable[object]) -> None:
+        """Await the primary's async close (what ``close()`` hands its caller)."""
+        await closing
 
     def _release(self) -> None:
         """Close the primary and the dead-letter file (``close()`` holds the lock).
@@ -377,14 +389,10 @@ class FallbackSink(SinkBase):
         No deadlock with a batch in flight: the batch takes this lock only to count,
         never while it holds the primary's or the dead-letter file's.
         """
-        close_primary = getattr(self.primary, "close", None)
-        if not callable(close_primary):
-            close_primary = getattr(self.primary, "aclose", None)
         try:
-            if callable(close_primary):
-                result = close_primary()
-                if result is not None and inspect.isawaitable(result):
-                    self._primary_closing = result  # close() hands it to its caller
+            result = _close_sink(self.primary)
+            if is_awaitable(result):
+                self._primary_closing = result  # close() hands it to its caller
         finally:
             self.dead_letter.close()
 
@@ -419,16 +427,16 @@ _FINGERPRINT_BYTES = 4096
 _CHECKPOINT_VERSION = 1
 #: Bytes read at a time when counting the lines left.
 _COUNT_CHUNK = 1 << 20
-#: Seconds the tasks of an interrupted async batch get to finish cancelling.
-_CANCEL_GRACE = 1.0
 
 
 class ReplayCheckpointError(BatchlogError, ValueError):
-    """A replay checkpoint does not fit its dead-letter file, or is not a checkpoint.
+    """A replay checkpoint does not fit its dead-letter file, is not a checkpoint, or is busy.
 
     The file was truncated or replaced since the checkpoint was written (a rotation, a
     restore), or the checkpoint file is damaged. Nothing was sent. If the file is a new
     one, delete the checkpoint file (the message names both) to replay it from the start.
+    Also raised, before anything is read or sent, when another replay of the same file
+    (the same checkpoint) is running: the message names its lock file.
 
     .. versionadded:: 0.2.0
     """
@@ -587,18 +595,23 @@ class _Checkpoint:
             "tail": tail,
         }
         data = json.dumps(state).encode("utf-8")
-        temporary = f"{self.path}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
-        descriptor = os.open(temporary, flags, 0o666)
+        directory, name = os.path.split(os.path.abspath(self.path))
+        # A name of its own: a second writer of this checkpoint never shares the file.
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(descriptor, view) :]
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.replace(temporary, self.path)
-        _fsync_directory(os.path.dirname(os.path.abspath(self.path)))
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(descriptor, view) :]
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+            raise
+        _fsync_directory(directory)
 
     def remove(self) -> None:
         """Delete the checkpoint file (after the dead-letter file: never the other way)."""
@@ -638,63 +651,19 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-class _Awaiter:
-    """Awaits what an async sink returns, on one event loop made for the replay."""
-
-    __slots__ = ("_loop",)
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def settle(self, result: object) -> None:
-        """Await ``result`` if it is awaitable; raise what it raises.
-
-        Raises:
-            RuntimeError: This thread already runs an event loop (it cannot run two).
-        """
-        if result is None or not inspect.isawaitable(result):
-            return
-        import asyncio
-
-        loop = self._loop
-        if loop is None:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                pass
-            else:
-                if inspect.iscoroutine(result):
-                    result.close()  # not awaited: no "never awaited" warning on top
-                msg = (
-                    "replay() got an awaitable from the sink but runs in a thread that "
-                    "already runs an event loop; call it from a plain thread, as in "
-                    "'await asyncio.to_thread(replay, path, sink)'"
-                )
-                raise RuntimeError(msg)
-            loop = self._loop = asyncio.new_event_loop()
-        loop.run_until_complete(_awaited(result))
-
-    def close(self) -> None:
-        """Cancel what an interrupt left running, then close the loop."""
-        loop = self._loop
-        if loop is None:
-            return
-        self._loop = None
-        import asyncio
-
-        try:
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            if pending:  # bounded: a sink that ignores cancellation must not hang the end
-                loop.run_until_complete(asyncio.wait(pending, timeout=_CANCEL_GRACE))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
+#: A line the sink refused, with the one-line reason the quarantine file gives.
+_Refused = tuple[_Line, str]
 
 
-async def _awaited(awaitable: Awaitable[object]) -> None:
-    await awaitable
+def _retryable(failure: FailedRecordsError) -> bool:
+    """Whether the sink marks ``failure`` as passing (``DeliveryError`` for a 503)."""
+    return getattr(failure, "retryable", False) is True
+
+
+def _refusal(failure: FailedRecordsError) -> str:
+    """The quarantine reason for a record ``failure`` refused."""
+    why = failure if failure.cause is None else failure.cause
+    return f"refused by the sink: {_one_line(_describe(why))}"
 
 
 def _positions(batch: list[dict[str, Any]], failed: list[Any]) -> list[int] | None:
@@ -723,11 +692,11 @@ class _Replay:
 
     __slots__ = (
         "already_done",
-        "awaiter",
         "batch_size",
         "checkpoint",
         "delivered",
         "left",
+        "loop",
         "path",
         "progress",
         "quarantine",
@@ -754,7 +723,7 @@ class _Replay:
         self.quarantine_path = quarantine_path
         self.quarantine: JsonLinesSink | None = None  # opened at its first line
         self.progress = progress
-        self.awaiter = _Awaiter()
+        self.loop = SinkLoop()  # made at the first awaitable, kept for the whole run
         self.delivered = 0
         self.quarantined = 0
         self.already_done = 0
@@ -834,6 +803,28 @@ class _Replay:
             lines.append(line)
         return lines, position
 
+    def _send(self, batch: list[dict[str, Any]]) -> None:
+        """Hand ``batch`` to the sink; await what it returns if that is awaitable.
+
+        Raises:
+            RuntimeError: The sink returned an awaitable, and this thread runs an event
+                loop already (it cannot run a second one).
+        """
+        result = self.sink(batch)
+        if not is_awaitable(result):
+            return
+        import asyncio
+
+        if asyncio._get_running_loop() is not None:  # noqa: SLF001 -- the documented probe
+            discard_awaitable(result)  # not awaited: no "never awaited" warning on top
+            msg = (
+                "replay() got an awaitable from the sink but runs in a thread that "
+                "already runs an event loop; call it from a plain thread, as in "
+                "'await asyncio.to_thread(replay, path, sink)'"
+            )
+            raise RuntimeError(msg)
+        self.loop.run(result)
+
     def _finish_step(self, file: BinaryIO, lines: list[_Line], end: int) -> None:
         """Send the records of ``lines``, quarantine what must be, then move the checkpoint.
 
@@ -847,21 +838,22 @@ class _Replay:
         failure: BaseException | None = None
         if batch:
             try:
-                self.awaiter.settle(self.sink(batch))
+                self._send(batch)
             except FailedRecordsError as partial:
                 failed = partial.failed_in(batch)
                 positions = None if failed is batch else _positions(batch, failed)
                 if positions is None or len(positions) == len(batch):
-                    raise  # nothing delivered: a failure of the whole batch
-                failing = {index: pending[index] for index in positions}
-                if getattr(partial, "retryable", False) is True:
-                    failure = partial  # a passing failure (HTTP 503): the next run retries
+                    if _retryable(partial):
+                        raise  # a passing failure of the whole batch: the next run retries
+                    refused, failure = self._send_alone(pending, partial)
                 else:
-                    why = partial if partial.cause is None else partial.cause
-                    reason = f"refused by the sink: {_one_line(_describe(why))}"
-                    refused = [(line, reason) for line in failing.values()]
-                for index, line in enumerate(pending):
-                    line.finished = index not in failing
+                    failing = {index: pending[index] for index in positions}
+                    if _retryable(partial):
+                        failure = partial  # a passing failure (HTTP 503): the next run retries
+                    else:
+                        refused = [(line, _refusal(partial)) for line in failing.values()]
+                    for index, line in enumerate(pending):
+                        line.finished = index not in failing
             else:
                 for line in pending:
                     line.finished = True
@@ -874,6 +866,54 @@ class _Replay:
         if failure is not None:
             self._report_progress()  # the delivered part is on disk: say so before stopping
             raise failure
+
+    def _send_alone(
+        self, pending: list[_Line], whole: FailedRecordsError
+    ) -> tuple[list[_Refused], BaseException | None]:
+        """Send each record of a batch the sink refused whole on its own; return the refused.
+
+        A record refused alone is quarantined only if the sink is shown to work in this
+        run (a record of this batch, or of an earlier batch, was delivered): a sink that
+        refuses everything (an HTTP 401, a missing table) must not quarantine the file.
+        Marks the lines delivered alone finished. Returns the refused lines with their
+        reasons, and the failure that stopped the sending (a retryable refusal, any other
+        exception), if one did.
+
+        Raises:
+            FailedRecordsError: ``whole``, when every record was refused alone and nothing
+                was delivered in this run (nothing is quarantined then).
+        """
+        refused: list[_Refused] = []
+        failure: BaseException | None = None
+        if len(pending) == 1:
+            refused.append((pending[0], _refusal(whole)))  # it was refused alone already
+        else:
+            for line in pending:
+                record = line.record
+                if record is None:  # pragma: no cover -- pending lines hold records
+                    continue
+                try:
+                    self._send([record])
+                except FailedRecordsError as refusal:
+                    named = bool(refusal.failed_in([record]))  # [] names none: delivered
+                    if _retryable(refusal):
+                        line.finished = not named
+                        failure = refusal  # a passing failure: the next run goes on
+                        break
+                    if named:
+                        refused.append((line, _refusal(refusal)))
+                    else:
+                        line.finished = True
+                except BaseException as exc:  # noqa: BLE001 -- raised once the step is on disk
+                    failure = exc
+                    break
+                else:
+                    line.finished = True
+        if self.delivered or any(line.finished for line in pending):
+            return refused, failure  # the sink works: what it refused alone is bad
+        if failure is not None:
+            return [], failure
+        raise whole
 
     def _quarantine(self, entries: list[tuple[_Line, str | None]]) -> None:
         if not entries:
@@ -920,12 +960,36 @@ class _Replay:
         self.quarantined += quarantined
         self.left -= sum(1 for line in lines if line.finished and line.start not in previous[1])
 
-    def close(self) -> None:
+    def close(self, *, close_sink: bool) -> None:
+        """Close the sink if asked (awaited on the run's loop), the loop, the quarantine.
+
+        Raises:
+            Exception: What the sink's close raised (everything is closed all the same).
+        """
         try:
-            self.awaiter.close()
+            if close_sink:
+                closing = _close_sink(self.sink)
+                if is_awaitable(closing):
+                    self._await_close(closing)
         finally:
-            if self.quarantine is not None:
-                self.quarantine.close()
+            try:
+                self.loop.close()
+            finally:
+                if self.quarantine is not None:
+                    self.quarantine.close()
+
+    def _await_close(self, closing: Awaitable[object]) -> None:
+        import asyncio
+
+        if asyncio._get_running_loop() is not None:  # noqa: SLF001 -- the documented probe
+            discard_awaitable(closing)
+            msg = (
+                "replay() cannot await the sink's async close in a thread that already "
+                "runs an event loop; call it from a plain thread, as in "
+                "'await asyncio.to_thread(replay, path, sink)'"
+            )
+            raise RuntimeError(msg)
+        self.loop.run(closing)
 
 
 def replay(
@@ -937,6 +1001,7 @@ def replay(
     checkpoint_path: StrPath | None = None,
     quarantine_path: StrPath | None = None,
     progress: Callable[[ReplayResult], object] | None = None,
+    close_sink: bool = False,
 ) -> ReplayResult:
     """Feed the records of a dead-letter file to ``sink`` in batches, in order, exactly once.
 
@@ -956,20 +1021,36 @@ def replay(
     quarantine file replays too. A last line without its newline is left alone: a
     writer may still be appending it (it counts in ``left``).
 
-    The sink failing on the whole batch (any other exception, a ``FailedRecordsError``
-    naming every record or None, or one the sink marks ``retryable``, as
+    A ``FailedRecordsError`` naming every record of the batch (or None), not marked
+    ``retryable``, may be one bad record or a sink that refuses everything: the batch
+    is sent again one record at a time. A record refused alone is quarantined if the
+    sink is shown to work in this run (a record of this batch, or of an earlier batch
+    of this run, was delivered); if every record is refused alone and nothing was
+    delivered in this run, the replay stops as below and nothing is quarantined (a
+    sink failing whole, as on an HTTP 401, must not quarantine the file). A record
+    alone in its batch is not sent again: its refusal was a refusal alone.
+
+    The sink failing on the whole batch otherwise (any other exception, a
+    ``FailedRecordsError`` the sink marks ``retryable``, as
     ``batchlog.sinks.DeliveryError`` does for a 503 or a lost connection) stops the
     replay: the checkpoint stays after the last record delivered, the exception is
     raised, and the next run resumes there. A sink that returns an awaitable (an
-    ``async def`` sink) is awaited on an event loop made for this replay and closed at
-    its end. The records are already encoded, and every sink in ``batchlog.sinks``
-    takes them as they are. Lines of a ``batchlog.sinks.JsonLinesSink`` file (bare
-    encoded records) replay too.
+    ``async def`` sink) is awaited on one event loop made for this replay (as a
+    writer awaits one), kept for the whole run and closed at its end, after the
+    sink's close when ``close_sink`` is True. The records are
+    already encoded, and every sink in ``batchlog.sinks`` takes them as they are.
+    Lines of a ``batchlog.sinks.JsonLinesSink`` file (bare encoded records) replay too.
+
+    Runs over one checkpoint never overlap: a run holds an exclusive ``flock`` on
+    ``checkpoint_path + ".lock"`` (an empty file left in place) from start to end, and a
+    second run raises ``ReplayCheckpointError`` at once, sending nothing. Where
+    ``fcntl`` is missing (Windows) there is no lock: do not start a run while another
+    one of the same file may be running.
 
     Args:
         path: The dead-letter file.
-        sink: Any sink: a callable taking a list of records (it may be async). It is
-            not closed.
+        sink: Any sink: a callable taking a list of records (it may be async). Closed
+            at the end only with ``close_sink``.
         batch_size: Most lines per batch (records sent, plus lines quarantined).
         remove: Once every line is finished and nothing was appended meanwhile, delete
             the file, then its checkpoint (the quarantine file stays). Replay a file no
@@ -981,6 +1062,11 @@ def replay(
         progress: Called with a ``ReplayResult`` (the counts so far) once at the start
             and after each batch, once the checkpoint is on disk. What it raises stops
             the replay (nothing in doubt then) and is raised.
+        close_sink: Close the sink at the end, however the run ends (its ``close()``, or
+            ``aclose()`` if it has no ``close()``), before the file is removed; an async
+            close is awaited on the run's event loop, the one its batches were awaited
+            on, before that loop is closed. What the close raises is raised (after a
+            failed run, with the run's failure as its ``__context__``).
 
     Returns:
         A ``ReplayResult``: records delivered and quarantined in this run, records
@@ -991,10 +1077,11 @@ def replay(
             ``path`` itself.
         TypeError: ``sink`` or ``progress`` is not callable, or ``remove`` not a bool.
         ReplayCheckpointError: The checkpoint does not fit the file (truncated or
-            replaced since) or is damaged. Nothing was sent. Also a ``ValueError``.
+            replaced since) or is damaged, or another replay of the file (the same
+            checkpoint) is running. Nothing was sent. Also a ``ValueError``.
         OSError: The file cannot be read, or the checkpoint or quarantine written.
-        RuntimeError: The sink returned an awaitable, and this thread runs an event
-            loop already.
+        RuntimeError: The sink (or its close) returned an awaitable, and this thread
+            runs an event loop already.
         Exception: What ``sink`` raised on a whole batch. The checkpoint is after
             every record delivered before it; the file is left in place.
 
@@ -1003,11 +1090,15 @@ def replay(
        Exactly once and resumable (``checkpoint_path``); poison lines and refused
        records are quarantined (``quarantine_path``) instead of stopping it; async
        sinks; ``progress``; returns a ``ReplayResult`` (it returned the count delivered).
+    .. versionchanged:: 0.2.0
+       A batch refused whole is sent again one record at a time; runs of one file never
+       overlap (a lock file); ``close_sink``.
     """
     check_int("batch_size", batch_size, low=1)
     check_callable("sink", sink, what="a sink (a callable taking a list of records)")
     check_callable("progress", progress, optional=True, what="a callable taking a ReplayResult")
     check_bool("remove", remove)
+    check_bool("close_sink", close_sink)
     file_path = os.fspath(path)
     checkpoint_file = (
         f"{file_path}.checkpoint" if checkpoint_path is None else os.fspath(checkpoint_path)
@@ -1015,7 +1106,12 @@ def replay(
     quarantine_file = (
         f"{file_path}.quarantine.jsonl" if quarantine_path is None else os.fspath(quarantine_path)
     )
-    for what, name in (("checkpoint_path", checkpoint_file), ("quarantine_path", quarantine_file)):
+    lock_file = f"{checkpoint_file}.lock"
+    for what, name in (
+        ("checkpoint_path", checkpoint_file),
+        ("quarantine_path", quarantine_file),
+        ("checkpoint_path + '.lock'", lock_file),
+    ):
         if os.path.abspath(name) == os.path.abspath(file_path):
             msg = f"{what} {name!r} is the dead-letter file itself; give another path"
             raise ValueError(msg)
@@ -1028,13 +1124,75 @@ def replay(
         quarantine_path=quarantine_file,
         progress=progress,
     )
+    lock = _RunLock(lock_file, file_path)
+    lock.acquire()  # before anything is read: a second run refuses at once
     try:
-        with open(file_path, "rb") as file:
-            run.run(file)
+        try:
+            with open(file_path, "rb") as file:
+                run.run(file)
+        finally:
+            run.close(close_sink=close_sink)  # before removing: a sink may finish on close
+        if remove and run.left == 0 and os.path.getsize(file_path) == run.checkpoint.offset:
+            os.remove(file_path)  # first: a checkpoint left without its file replays nothing
+            run.checkpoint.remove()
+            lock.remove()  # still held: a run that opens it now finds no file to replay
+            return run.result(removed=True)
+        return run.result()
     finally:
-        run.close()
-    if remove and run.left == 0 and os.path.getsize(file_path) == run.checkpoint.offset:
-        os.remove(file_path)  # first: a checkpoint left without its file replays nothing
-        run.checkpoint.remove()
-        return run.result(removed=True)
-    return run.result()
+        lock.release()
+
+
+class _RunLock:
+    """An exclusive ``flock`` on a file beside the checkpoint, held for a whole run.
+
+    Two runs over one checkpoint would both send every record; the second one refuses
+    at once instead. The file stays (empty) after the run: removing it when unlocked
+    would let two runs lock two different files. Where ``fcntl`` is missing (Windows)
+    there is no lock, and runs must not overlap (the docs say so).
+    """
+
+    __slots__ = ("_descriptor", "path", "source")
+
+    def __init__(self, path: str, source: str) -> None:
+        self.path = path
+        self.source = source
+        self._descriptor: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock.
+
+        Raises:
+            ReplayCheckpointError: Another run holds it.
+            OSError: The lock file cannot be opened.
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover -- Windows: runs must not overlap
+            return
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        descriptor = os.open(self.path, flags, 0o666)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            msg = (
+                f"another replay of {self.source!r} is running (it holds the lock file "
+                f"{self.path!r}); let it finish, then run again if lines are left"
+            )
+            raise ReplayCheckpointError(msg) from None
+        except BaseException:
+            os.close(descriptor)
+            raise
+        self._descriptor = descriptor
+
+    def remove(self) -> None:
+        """Delete the lock file while holding it (once the file and checkpoint are gone)."""
+        if self._descriptor is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+
+    def release(self) -> None:
+        """Let the lock go (closing the descriptor releases the flock)."""
+        descriptor, self._descriptor = self._descriptor, None
+        if descriptor is not None:
+            os.close(descriptor)
