@@ -440,6 +440,37 @@ def test_a_sync_primary_returning_an_awaitable_is_awaited(dead_letter_path, make
     assert sink.dead_lettered_records == 1
 
 
+def test_a_generator_based_coroutine_from_the_primary_is_awaited(dead_letter_path, make_sink):
+    """A primary returning a ``@types.coroutine`` generator: awaited, its failure dead-lettered."""
+    import types
+
+    @types.coroutine
+    def failing(batch):
+        yield  # a bare yield: one step on the loop
+        raise ConnectionError("down")
+
+    sink = make_sink(failing, dead_letter_path)
+    asyncio.run(sink([{"event": "a"}]))
+    assert (sink.primary_failures, sink.dead_lettered_records) == (1, 1)
+
+
+def test_an_aclose_only_primary_is_closed_through_the_returned_coroutine(
+    dead_letter_path, make_sink
+):
+    """A primary with only ``aclose()``: ``close()`` returns a coroutine that awaits it."""
+    closed = []
+
+    class Primary(AsyncPrimary):
+        async def aclose(self):
+            await asyncio.sleep(0)
+            closed.append(True)
+
+    closing = make_sink(Primary(), dead_letter_path).close()
+    assert (asyncio.iscoroutine(closing), closed) == (True, [])
+    asyncio.run(closing)
+    assert closed == [True]
+
+
 def test_a_dropped_coroutine_leaves_no_primary_coroutine_unawaited(dead_letter_path, make_sink):
     """Closing the returned coroutine unawaited closes the primary's too: no warning."""
     sink = make_sink(AsyncPrimary(), dead_letter_path)
