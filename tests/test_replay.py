@@ -1379,6 +1379,7 @@ def test_cli_remove_keeps_the_file_when_a_line_is_left(dead_letter, sink_module,
         file.write('"}}\n')
     assert main(args) == 0
     assert (dead_letter.exists(), Path(f"{dead_letter}.checkpoint").exists()) == (False, False)
+    assert not Path(f"{dead_letter}.checkpoint.lock").exists()
 
 
 def test_cli_a_replaced_file_is_one_line_and_exit_1(dead_letter, sink_module, capsys):
