@@ -94,7 +94,7 @@ class SinkLoop:
             self._loop, self._pid = loop, os.getpid()
         return loop
 
-    def _cancel_left_over(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _cancel_left_over(self, loop: asyncio.AbstractEventLoop) -> bool:
         """After a failed batch: cancel what it left running, so nothing of it goes on.
 
         A batch that raised or was interrupted (Ctrl-C) counts as failed; a task of it
@@ -102,12 +102,14 @@ class SinkLoop:
         If its tasks do not finish cancelling within ``_CANCEL_GRACE``, the loop is
         dropped for a new one. (After a batch that succeeded, tasks the sink keeps go on
         running whenever later batches are awaited, and are cancelled at close.)
+
+        Returns whether ``loop`` may still be used (False: it was dropped).
         """
         import asyncio
 
         tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
         if not tasks:
-            return
+            return True
         for task in tasks:
             task.cancel()
         try:
@@ -117,6 +119,8 @@ class SinkLoop:
         if pending:
             self._loop = None
             _INHERITED.append(loop)  # never run again; closing it would warn of the tasks
+            return False
+        return True
 
     def close(self) -> None:
         """Close the loop (the writer closed): finish async generators, then close."""
@@ -126,8 +130,9 @@ class SinkLoop:
         if self._pid != os.getpid():
             _INHERITED.append(loop)
             return
+        if not self._cancel_left_over(loop):
+            return  # a task ignores cancellation: the loop is kept, never run or closed
         try:
-            self._cancel_left_over(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()

@@ -339,3 +339,32 @@ def test_a_failed_async_batch_leaves_no_task_to_store_it_later() -> None:
     assert cancelled.wait(WAIT)
     assert stored == [3, 4, 5]
     assert (writer.metrics.records_processed, writer.metrics.records_failed) == (3, 3)
+
+
+def test_a_task_that_ignores_cancellation_leaves_no_report_at_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A sink's background task that will not be cancelled: the writer still closes, and
+    asyncio reports nothing ("Task was destroyed but it is pending!")."""
+    release = threading.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                continue  # ignores cancellation
+
+    async def sink(batch: list[int]) -> None:
+        asyncio.get_running_loop().create_task(stubborn())
+
+    writer: BatchWriter[int] = BatchWriter(10, 60.0, sink)
+    writer.add(1)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        try:
+            assert writer.close(timeout=WAIT)
+            gc.collect()
+        finally:
+            release.set()
+    assert (writer.metrics.records_processed, writer.metrics.records_failed) == (1, 0)
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
