@@ -115,6 +115,21 @@ def test_both_paths_write_the_same_bytes_for_every_record(
         assert plain_bytes(record, monkeypatch) == fast_bytes(record, monkeypatch)
 
 
+def test_json_lines_writes_json_bytes_and_a_newline_each_on_both_paths(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """json_lines (JsonLinesSink's loop) equals json_bytes + "\\n" per item, either path."""
+    items = [encode_record(record) for record in make_batch()]
+    items += [{"value": value} for value in ODD_VALUES.values()]
+    expected = b"".join(plain_bytes(item, monkeypatch) + b"\n" for item in items)
+    for use_orjson in (True, False):
+        _encode._resolve_orjson()  # so the options are set
+        with monkeypatch.context() as patch:
+            patch.setattr(_encode, "_use_orjson", use_orjson)
+            data, count = _encode.json_lines(iter(items))
+        assert (bytes(data), count) == (expected, len(items))
+
+
 def test_floats_have_the_same_value_on_both_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     """Floats parse to the same value; only the spelling of small exponents may differ."""
     floats = [0.1, 1e-7, 1.5e300, -2.5e-300, 1e16, 123456.789, 5e-324, 0.0, -0.0]
