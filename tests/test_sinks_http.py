@@ -788,6 +788,21 @@ def test_otlp_end_to_end_parses_with_the_official_schema(
     assert request.resource_logs[0].resource.attributes[0].value.string_value == "checkout"
 
 
+def log_once_and_close(name: str, level: int) -> logging.Handler:
+    """Log "configured" through the one handler dictConfig gave logger ``name``; close it."""
+    logger = logging.getLogger(name)
+    (handler,) = logger.handlers
+    try:
+        logger.propagate = False
+        logger.log(level, "configured")
+        assert handler.writer.flush(10)  # type: ignore[attr-defined]
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+        handler.close()
+    return handler
+
+
 def test_dictconfig_with_plain_values(server: Server) -> None:
     """dictConfig builds the handler and the sink from strings and dicts alone."""
     logging.config.dictConfig(
@@ -810,16 +825,7 @@ def test_dictconfig_with_plain_values(server: Server) -> None:
             "loggers": {"batchlog-tests.dictconfig": {"handlers": ["http"], "level": "INFO"}},
         }
     )
-    logger = logging.getLogger("batchlog-tests.dictconfig")
-    (handler,) = logger.handlers
-    try:
-        logger.propagate = False
-        logger.info("configured")
-        assert handler.writer.flush(10)
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = True
-        handler.close()
+    handler = log_once_and_close("batchlog-tests.dictconfig", logging.INFO)
     request = server.requests[0]
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert "configured" in request.body.decode()
@@ -934,16 +940,7 @@ def test_dictconfig_builds_a_nested_encoder(server: Server) -> None:
             "loggers": {"batchlog-tests.nested": {"handlers": ["http"], "level": "INFO"}},
         }
     )
-    logger = logging.getLogger("batchlog-tests.nested")
-    (handler,) = logger.handlers
-    try:
-        logger.propagate = False
-        logger.warning("configured")
-        assert handler.writer.flush(10)
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = True
-        handler.close()
+    log_once_and_close("batchlog-tests.nested", logging.WARNING)
     (stream,) = json.loads(server.requests[0].body)["streams"]
     assert stream["stream"] == {"job": "api", "level": "WARNING"}
     assert json.loads(stream["values"][0][1])["message"] == "configured"
