@@ -337,3 +337,42 @@ def test_replay_bad_paths_and_sizes_are_one_line(args, named, tmp_path):
     assert named in result.stderr
     assert "Traceback" not in result.stderr
     assert not target.exists() or target.read_text(encoding="utf-8") == ""
+
+
+def test_the_batchlog_script_is_the_same_command(tmp_path):
+    """pip installs a ``batchlog`` script (``[project.scripts]``) that runs the command."""
+    import importlib.metadata
+
+    (entry_point,) = [
+        entry
+        for entry in importlib.metadata.entry_points(group="console_scripts")
+        if entry.name == "batchlog"
+    ]
+    assert entry_point.value == "batchlog.cli:main"
+    script = Path(sys.executable).with_name("batchlog.exe" if os.name == "nt" else "batchlog")
+    assert script.exists(), f"no {script}: install the package (pip install -e '.[test]')"
+    env = {key: value for key, value in os.environ.items() if key not in _RICH_FORCING}
+    env.update(PYTHONPATH=str(REPO_ROOT), COLUMNS="200", NO_COLOR="1")
+    ran = subprocess.run(
+        [str(script), "replay", "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (ran.returncode, ran.stderr) == (0, "")
+    assert ran.stdout.startswith("usage: batchlog replay ")
+    bad = subprocess.run(
+        [str(script), "nope"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("batchlog: error: ")
+    assert len(bad.stderr.splitlines()) == 1

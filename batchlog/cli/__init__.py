@@ -1,4 +1,4 @@
-"""The ``python -m batchlog`` command: one subcommand per module, registered below.
+"""The ``batchlog`` command (also ``python -m batchlog``): one subcommand per module.
 
 ``replay``
     ``python -m batchlog replay FILE --sink SPEC [--batch-size N] [--checkpoint PATH]
@@ -41,6 +41,8 @@ Each subcommand is a module of this package (``replay``, ``demo``, ``bench``) wi
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any, Callable, NoReturn
 
@@ -50,6 +52,12 @@ from .replay import resolve_sink_spec
 __all__ = ["build_parser", "main", "resolve_sink_spec"]
 
 _PROG = "python -m batchlog"
+_SCRIPT = "batchlog"  # the console script pip installs ([project.scripts])
+
+
+def _prog() -> str:
+    """How the command was run: the ``batchlog`` script, or ``python -m batchlog``."""
+    return _SCRIPT if os.path.basename(sys.argv[0]) == _SCRIPT else _PROG
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,11 +77,12 @@ _SUBCOMMANDS: list[Callable[[Any], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the parser of ``python -m batchlog`` with every subcommand registered."""
+    """Return the parser of ``batchlog`` (``python -m batchlog``), every subcommand in it."""
+    prog = _prog()
     parser = _Parser(
-        prog=_PROG,
+        prog=prog,
         description="batchlog: batched logging tools (see each command's -h).",
-        epilog=f"New here? Try '{_PROG} demo'.",
+        epilog=f"New here? Try '{prog} demo'.",
     )
     subcommands = parser.add_subparsers(
         title="commands", dest="command", metavar="COMMAND", required=True
