@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import logging
 import sys
 import time
 from collections.abc import MutableMapping
@@ -15,7 +16,7 @@ from typing import Any, Callable
 from ._context import OTEL_TRACE_MODULE, trace_fields
 from ._lifecycle import deliver_on_sigterm as _deliver_on_sigterm
 from ._sinkspec import close_sink, resolve_sink
-from ._validate import check_bool, check_seconds
+from ._validate import check_bool, check_seconds, level_number
 from .handler import DEFAULT_FLUSH_TIMEOUT
 from .metrics import Metrics
 from .overflow import OverflowPolicyLike
@@ -25,6 +26,40 @@ __all__ = ["BatchingProcessor", "RecordTimeStamper"]
 
 EventDict = MutableMapping[str, Any]
 _MODULES = sys.modules  # read at every event: is OpenTelemetry in use?
+
+
+class _Default:
+    """The type of "no timeout given": ``flush_timeout`` applies (None means no limit)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "flush_timeout"
+
+
+_FLUSH_TIMEOUT = _Default()
+#: structlog's method names (and logging's level names) and their level numbers.
+_METHOD_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "msg": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "err": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+
+
+def _event_level(method_name: str, event_dict: EventDict) -> int:
+    """The level of an event: of the method called, else of its ``level`` key (0: none)."""
+    level = _METHOD_LEVELS.get(method_name)
+    if level is None:
+        named = event_dict.get("level")
+        level = _METHOD_LEVELS.get(named.lower(), 0) if isinstance(named, str) else 0
+    return level
 
 
 class BatchingProcessor:
@@ -47,8 +82,13 @@ class BatchingProcessor:
         max_queue_size: Most events held; see ``batchlog.BatchWriter``.
         clear_buffers: See ``batchlog.BatchWriter``.
         pass_through: Return the event dict instead of dropping it.
+        flush_level: An event at or above this level triggers a flush at once (the
+            worker is woken; the call does not wait): a level name of structlog's
+            methods or of ``logging`` (``"error"``, ``"WARNING"``) or a number. Read from
+            the method called (``log.error``), else from the event's ``level`` key.
         name: The writer's name (thread name, reports).
-        flush_timeout: Most seconds ``flush`` and ``close`` wait; None: no limit.
+        flush_timeout: Most seconds ``flush`` and ``close`` wait when called without a
+            ``timeout``; None: no limit.
         deliver_on_sigterm: Call ``batchlog.deliver_on_sigterm()``, so SIGTERM delivers
             every event before the process ends.
 
@@ -57,11 +97,14 @@ class BatchingProcessor:
 
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0
-       ``deliver_on_sigterm``.
+       ``deliver_on_sigterm``; ``flush_level``; ``flush(timeout=None)`` and
+       ``close(timeout=None)`` wait without limit, as ``BatchWriter``'s do (omit
+       ``timeout`` for ``flush_timeout``).
     """
 
     __slots__ = (
         "_drop_event",
+        "_flush_level",
         "_format_exc_info",
         "_offer",
         "_sink",
@@ -81,11 +124,15 @@ class BatchingProcessor:
         max_queue_size: int | None = None,
         clear_buffers: bool = False,
         pass_through: bool = False,
+        flush_level: int | str | None = None,
         name: str | None = None,
         flush_timeout: float | None = DEFAULT_FLUSH_TIMEOUT,
         deliver_on_sigterm: bool = False,
     ) -> None:
         check_bool("deliver_on_sigterm", deliver_on_sigterm)
+        self._flush_level = (
+            None if flush_level is None else level_number(flush_level, what="flush_level")
+        )
         try:
             import structlog
         except ImportError as exc:  # pragma: no cover - the test extra installs structlog
@@ -116,13 +163,18 @@ class BatchingProcessor:
     def __call__(
         self,
         logger: object,  # noqa: ARG002 -- structlog's processor signature
-        method_name: str,  # noqa: ARG002
+        method_name: str,
         event_dict: EventDict,
     ) -> EventDict:
         """Take a shallow copy of ``event_dict``; raise ``DropEvent`` unless passing through."""
         # By the overflow policy; a refused event (full, closed, or logged by the sink
         # itself) is counted in records_dropped.
-        self._offer(self._copy(event_dict))
+        if (
+            self._offer(self._copy(event_dict))
+            and self._flush_level is not None
+            and _event_level(method_name, event_dict) >= self._flush_level
+        ):
+            self.writer.flush(timeout=0)  # wake the worker; do not wait for the sink
         if self.pass_through:
             return event_dict
         raise self._drop_event
@@ -149,16 +201,23 @@ class BatchingProcessor:
         """The writer's ``batchlog.Metrics``."""
         return self.writer.metrics
 
-    def flush(self, timeout: float | None = None) -> bool:
+    def flush(self, timeout: float | _Default | None = _FLUSH_TIMEOUT) -> bool:
         """Deliver every event taken so far; see ``BatchWriter.flush``.
 
-        ``timeout`` defaults to ``flush_timeout``.
+        ``timeout``: most seconds to wait, None for no limit (as ``BatchWriter.flush``);
+        omitted, ``flush_timeout``.
         """
-        return self.writer.flush(self.flush_timeout if timeout is None else timeout)
+        return self.writer.flush(self._timeout(timeout))
 
-    def close(self, timeout: float | None = None) -> bool:
-        """Deliver everything, close the sink, stop; see ``BatchWriter.close``."""
-        return self.writer.close(self.flush_timeout if timeout is None else timeout)
+    def close(self, timeout: float | _Default | None = _FLUSH_TIMEOUT) -> bool:
+        """Deliver everything, close the sink, stop; see ``BatchWriter.close``.
+
+        ``timeout``: as for ``flush``.
+        """
+        return self.writer.close(self._timeout(timeout))
+
+    def _timeout(self, timeout: float | _Default | None) -> float | None:
+        return self.flush_timeout if isinstance(timeout, _Default) else timeout
 
     def __repr__(self) -> str:
         return f"<BatchingProcessor {self.writer.name!r} sink={self._sink!r}>"

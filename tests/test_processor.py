@@ -418,3 +418,91 @@ def test_unreferenced_processor_is_collected_and_its_thread_ends(sink):
     thread.join(WAIT)
     assert not thread.is_alive()
     assert sink.records == [{"event": "last words"}]
+
+
+def test_flush_level_flushes_at_an_error_without_waiting() -> None:
+    """flush_level="error": an error event wakes the worker; info events wait their turn."""
+    delivered = threading.Event()
+    batches: list[list[Any]] = []
+
+    def sink(batch: list[Any]) -> None:
+        batches.append(list(batch))
+        delivered.set()
+
+    processor = BatchingProcessor(sink, capacity=100, flush_interval=60.0, flush_level="error")
+    try:
+        for method in ("info", "warning"):
+            with pytest.raises(structlog.DropEvent):
+                processor(None, method, {"event": method})
+        assert processor.writer.metrics.records_processed == 0  # nothing asked for a flush
+        with pytest.raises(structlog.DropEvent):
+            processor(None, "error", {"event": "error"})
+        assert delivered.wait(30.0)
+    finally:
+        processor.close()
+    assert [[e["event"] for e in b] for b in batches[:1]] == [["info", "warning", "error"]]
+
+
+@pytest.mark.parametrize(
+    ("flush_level", "method", "event", "flushes"),
+    [
+        ("ERROR", "exception", {}, True),
+        (logging.WARNING, "warn", {}, True),
+        ("critical", "error", {}, False),
+        ("warning", "log", {"level": "warning"}, True),
+        ("warning", "log", {"level": "info"}, False),
+    ],
+)
+def test_flush_level_reads_the_method_or_the_level_key(
+    flush_level: Any,
+    method: str,
+    event: dict[str, Any],
+    flushes: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Level names of structlog and logging, numbers; the method first, then ``level``."""
+    asked = spy_on(monkeypatch, "flush")
+    processor = BatchingProcessor(
+        lambda batch: None, capacity=100, flush_interval=60.0, flush_level=flush_level
+    )
+    try:
+        with pytest.raises(structlog.DropEvent):
+            processor(None, method, {"event": "e", **event})
+    finally:
+        processor.close()
+    assert ([0] if flushes else []) == asked
+
+
+def spy_on(monkeypatch: pytest.MonkeyPatch, name: str) -> list[float | None]:
+    """Record the timeout of every ``BatchWriter.<name>`` call (the real one still runs)."""
+    from batchlog import BatchWriter
+
+    seen: list[float | None] = []
+    real = getattr(BatchWriter, name)
+
+    def spy(self: Any, timeout: float | None = None) -> bool:
+        seen.append(timeout)
+        return bool(real(self, timeout))
+
+    monkeypatch.setattr(BatchWriter, name, spy)
+    return seen
+
+
+def test_a_bad_flush_level_is_refused_naming_it() -> None:
+    """An unknown level name fails at construction, naming flush_level."""
+    with pytest.raises(ValueError, match="flush_level"):
+        BatchingProcessor(lambda batch: None, flush_level="loud")
+
+
+def test_timeout_none_waits_without_limit_and_omitted_means_flush_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As for BatchWriter: None is no limit; no timeout given is flush_timeout."""
+    processor = BatchingProcessor(lambda batch: None, flush_timeout=7.0)
+    flushes = spy_on(monkeypatch, "flush")
+    closes = spy_on(monkeypatch, "close")
+    assert processor.flush()
+    assert processor.flush(None)
+    assert processor.flush(3.0)
+    assert processor.close(None)
+    assert (flushes, closes) == ([7.0, None, 3.0], [None])
