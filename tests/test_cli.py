@@ -108,6 +108,43 @@ def test_demo_posts_to_a_local_collector(tmp_path):
 
 
 @pytest.mark.subprocess
+def test_demo_against_a_failing_server_says_so_in_one_line_a_reason(tmp_path):
+    """A collector refusing every batch: exit 1, one line per distinct failure with its
+    count, no traceback, and a delivered bar that shows nothing delivered."""
+    pytest.importorskip("httpx")
+    import http.server
+    import threading
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(400)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/logs"
+        result = run_batchlog("demo", "--records", 1000, "--sink", url, cwd=tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    failed_lines = [line for line in result.stdout.splitlines() if "The sink failed" in line]
+    assert len(failed_lines) == 1, output
+    assert "records: DeliveryError: POST" in failed_lines[0]
+    assert "1,000 failed" in output
+    assert "0 delivered + 0 dropped + 0 evicted + 1,000 failed" in output.replace("\n", " ")
+
+
+@pytest.mark.subprocess
 def test_demo_counts_what_a_small_queue_drops(tmp_path):
     """With drop_newest and a small queue, delivered + dropped still add up to every record."""
     result = run_batchlog(

@@ -457,6 +457,37 @@ def _close_watching(handler: BatchingHandler, watch: Callable[[], None]) -> None
         watch()
 
 
+class _FailureTally:
+    """Wraps the demo's sink: counts each distinct failure (one line each) and re-raises.
+
+    The handler counts the failed records; the demo shows each reason once, with how
+    many batches and records it cost, instead of a traceback per batch.
+    """
+
+    __slots__ = ("_lock", "failures", "sink")
+
+    def __init__(self, sink: Callable[[list[Any]], object]) -> None:
+        self.sink = sink
+        self.failures: dict[str, list[int]] = {}  # one-line reason -> [batches, records]
+        self._lock = threading.Lock()
+
+    def __call__(self, batch: list[Any]) -> object:
+        try:
+            return self.sink(batch)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            with self._lock:
+                counts = self.failures.setdefault(reason, [0, 0])
+                counts[0] += 1
+                counts[1] += len(batch)
+            raise
+
+    def close(self) -> None:
+        close = getattr(self.sink, "close", None)
+        if callable(close):
+            close()
+
+
 def run_demo(settings: DemoSettings, target: Target, console: Console) -> int:
     """Run the demo into ``target`` (already prepared); print as it goes; return the exit code.
 
@@ -479,8 +510,9 @@ def run_demo(settings: DemoSettings, target: Target, console: Console) -> int:
         f"{escape(target.describe())}.",
         highlight=False,
     )
+    sink = _FailureTally(target.make_sink())
     handler = BatchingHandler(
-        target.make_sink(),
+        sink,
         settings.capacity,
         settings.flush_interval,
         overflow=settings.overflow,
@@ -496,11 +528,22 @@ def run_demo(settings: DemoSettings, target: Target, console: Console) -> int:
         TimeElapsedColumn(),
         console=console,
     )
-    task = progress.add_task("records delivered", total=settings.records)
+    accepted = progress.add_task("records accepted ", total=settings.records)
+    delivered = progress.add_task("records delivered", total=settings.records)
 
     def watch() -> None:
-        progress.update(task, completed=_settled(handler.metrics))
+        metrics = handler.metrics
+        progress.update(accepted, completed=metrics.records_added)
+        failed = metrics.records_failed
+        progress.update(
+            delivered,
+            completed=metrics.records_processed,
+            description=f"records delivered ({failed:,} failed)" if failed else None,
+        )
 
+    # The sink's failures are shown once each (see _FailureTally), not as a traceback per
+    # batch: the handler reports nothing while logging.raiseExceptions is off.
+    raise_exceptions, logging.raiseExceptions = logging.raiseExceptions, False
     try:
         with progress:
             try:
@@ -511,6 +554,8 @@ def run_demo(settings: DemoSettings, target: Target, console: Console) -> int:
     except KeyboardInterrupt:
         console.print("interrupted: the records logged so far were delivered")
         return 130
+    finally:
+        logging.raiseExceptions = raise_exceptions
     metrics = handler.metrics
     console.print(
         f"The threads logged {settings.records:,} records in {seconds:.2f} s "
@@ -519,6 +564,12 @@ def run_demo(settings: DemoSettings, target: Target, console: Console) -> int:
         highlight=False,
     )
     _print_metrics(console, metrics)
+    for reason, (batches, records) in sink.failures.items():
+        console.print(
+            f"[bold red]The sink failed[/] {batches:,} batch(es), {records:,} records: "
+            f"{escape(reason)}",
+            highlight=False,
+        )
     ok = _print_verdict(console, settings, target, metrics)
     _print_how_to_look(console, target)
     return 0 if ok else 1
