@@ -175,18 +175,33 @@ def resolve(path: str) -> Any:
     raise ImportError(path)
 
 
-def own_docstrings(obj: Any) -> list[str]:
-    """The docstrings mkdocstrings shows under ``obj``'s own heading (not its members')."""
+def own_docstrings(path: str) -> list[str]:
+    """The docstrings mkdocstrings shows under ``path``'s own heading (not its members'):
+    a function's or class's (with its ``__init__``'s), or an attribute's ``#:`` comment."""
+    obj = resolve(path)
     if isinstance(obj, property):
         obj = obj.fget
-    docs = [obj.__doc__] if isinstance(getattr(obj, "__doc__", None), str) else []
+    if not (inspect.isclass(obj) or callable(obj)):  # a constant: its __doc__ is its type's
+        return comment_docstrings(path)
+    docs = [obj.__doc__] if isinstance(obj.__doc__, str) else []
     if inspect.isclass(obj) and "__init__" in vars(obj):  # merge_init_into_class
         init_doc = vars(obj)["__init__"].__doc__
         if init_doc:
             docs.append(init_doc)
-    if not (inspect.isclass(obj) or callable(obj) or isinstance(obj, property)):
-        return []  # a constant: its __doc__ is its type's
     return [inspect.cleandoc(doc) for doc in docs]
+
+
+def comment_docstrings(path: str) -> list[str]:
+    """The ``#:`` comment lines right above the assignment of the attribute at ``path``."""
+    owner_path, _, name = path.rpartition(".")
+    owner = resolve(owner_path)
+    if inspect.isclass(owner):
+        owner = sys.modules[owner.__module__]  # a class's own source may not be found
+    source = inspect.getsource(owner)
+    match = re.search(rf"((?:^[ \t]*#:.*\n)+)[ \t]*{re.escape(name)}\b\s*[:=]", source, re.M)
+    if match is None:
+        return []
+    return ["\n".join(line.strip()[2:].strip() for line in match[1].splitlines())]
 
 
 def section(heading: Element, page: Element) -> list[Element]:
@@ -233,7 +248,7 @@ def test_each_version_directive_is_an_admonition(page: Element) -> None:
     """An object's version directives are admonitions under its heading, bodies included."""
     checked = 0
     for ident, heading in object_headings(page).items():
-        docs = own_docstrings(resolve(ident))
+        docs = own_docstrings(ident)
         expected = sorted(
             f"{_TITLE[m[1]]} {m[2]}".strip() for doc in docs for m in _DIRECTIVE.finditer(doc)
         )
