@@ -11,6 +11,9 @@ the docstrings griffe has loaded (the source files are not touched), into Markdo
 admonitions (``!!! info "Added in version 0.1.0"``), which the ``admonition`` Markdown
 extension of mkdocs.yml renders as notes.
 
+A ``::`` that opens a literal block (``like this::``) loses a colon (``like this:``), the
+block below it being a code block in Markdown already.
+
 An attribute documented by ``#:`` comment lines above it (Sphinx's form, which griffe does
 not read) gets those lines as its docstring.
 
@@ -32,7 +35,7 @@ from typing import Any
 
 import griffe
 
-__all__ = ["VersionDirectives", "rewrite_directives"]
+__all__ = ["VersionDirectives", "rewrite_directives", "rewrite_literal_markers"]
 
 #: Directive name -> the admonition's kind and the words before the version in its title.
 _DIRECTIVES = {
@@ -95,6 +98,27 @@ def rewrite_directives(text: str) -> str:
     while out and not out[-1].strip():
         out.pop()
     return "\n".join(out)
+
+
+def rewrite_literal_markers(text: str) -> str:
+    """Return ``text`` with reStructuredText's ``::`` before a literal block as Markdown has it.
+
+    ``Like this::`` followed by a blank line and an indented block becomes ``Like this:``
+    (the indented block is a code block in Markdown too); a ``::`` alone on its line, or
+    after a space, is dropped.
+    """
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if not line.rstrip().endswith("::") or _DIRECTIVE.match(line):
+            continue
+        following = next((later for later in lines[index + 1 :] if later.strip()), None)
+        if following is None or _indent_of(following) <= _indent_of(line):
+            continue
+        stripped = line.rstrip()[:-2]
+        lines[index] = (
+            stripped.rstrip() if not stripped.strip() or stripped[-1].isspace() else stripped + ":"
+        )
+    return "\n".join(lines)
 
 
 #: A repr longer than this is not shown in a signature (the constant's path is).
@@ -190,7 +214,8 @@ class VersionDirectives(griffe.Extension):
         if isinstance(obj, griffe.Attribute) and obj.docstring is None:
             obj.docstring = _comment_docstring(obj)
         if obj.docstring is not None:
-            obj.docstring.value = rewrite_directives(obj.docstring.value)
+            value = rewrite_literal_markers(obj.docstring.value)
+            obj.docstring.value = rewrite_directives(value)
         if isinstance(obj, griffe.Function):
             for parameter in obj.parameters:
                 if isinstance(parameter.default, (griffe.ExprName, griffe.ExprAttribute)):

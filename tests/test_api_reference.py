@@ -244,6 +244,11 @@ def test_no_raw_version_directive_on_any_page(site: Path) -> None:
             assert raw not in text, f"{html_page.relative_to(site)} shows {raw!r}"
 
 
+def test_no_literal_block_marker_in_the_reference(page: Element) -> None:
+    """reStructuredText's ``text::`` before a code block is shown as ``text:``."""
+    assert re.findall(r"\S{0,20}\w::(?=\s)", page.text()) == []
+
+
 def test_each_version_directive_is_an_admonition(page: Element) -> None:
     """An object's version directives are admonitions under its heading, bodies included."""
     checked = 0
@@ -382,6 +387,17 @@ def test_module_constant_defaults_show_their_values(page: Element) -> None:
     assert "timeout: float | _Default | None = flush_timeout" in text
 
 
+def docs_extension() -> Any:
+    """``docs/griffe_versions.py``, the griffe extension mkdocs.yml loads (skip without griffe)."""
+    pytest.importorskip("griffe")
+    sys.path.insert(0, str(DOCS))
+    try:
+        import griffe_versions
+    finally:
+        sys.path.remove(str(DOCS))
+    return griffe_versions
+
+
 @pytest.mark.parametrize(
     ("docstring", "expected"),
     [
@@ -413,10 +429,18 @@ def test_module_constant_defaults_show_their_values(page: Element) -> None:
 )
 def test_rewrite_directives(docstring: str, expected: str) -> None:
     """The extension's rewriting of docstrings, directive by directive."""
-    pytest.importorskip("griffe")
-    sys.path.insert(0, str(DOCS))
-    try:
-        import griffe_versions  # docs/griffe_versions.py, the extension mkdocs.yml loads
-    finally:
-        sys.path.remove(str(DOCS))
-    assert expected == griffe_versions.rewrite_directives(docstring)
+    assert expected == docs_extension().rewrite_directives(docstring)
+
+
+@pytest.mark.parametrize(
+    ("docstring", "expected"),
+    [
+        pytest.param("Like this::\n\n    code()", "Like this:\n\n    code()", id="after-text"),
+        pytest.param("Like this ::\n\n    code()", "Like this\n\n    code()", id="after-space"),
+        pytest.param("Text.\n\n::\n\n    code()", "Text.\n\n\n\n    code()", id="alone"),
+        pytest.param("A C++ name::\nnot a block.", "A C++ name::\nnot a block.", id="no-block"),
+    ],
+)
+def test_rewrite_literal_markers(docstring: str, expected: str) -> None:
+    """``::`` before an indented block becomes Markdown's ``:``; elsewhere it stays."""
+    assert expected == docs_extension().rewrite_literal_markers(docstring)
