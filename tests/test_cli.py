@@ -380,11 +380,11 @@ def test_the_batchlog_script_is_the_same_command(tmp_path):
     """pip installs a ``batchlog`` script (``[project.scripts]``) that runs the command."""
     import importlib.metadata
 
-    (entry_point,) = [
-        entry
-        for entry in importlib.metadata.entry_points(group="console_scripts")
-        if entry.name == "batchlog"
-    ]
+    if sys.version_info >= (3, 10):
+        scripts = importlib.metadata.entry_points(group="console_scripts")
+    else:  # 3.9: a dict of groups
+        scripts = importlib.metadata.entry_points().get("console_scripts", ())
+    (entry_point,) = [entry for entry in scripts if entry.name == "batchlog"]
     assert entry_point.value == "batchlog.cli:main"
     script = Path(sys.executable).with_name("batchlog.exe" if os.name == "nt" else "batchlog")
     assert script.exists(), f"no {script}: install the package (pip install -e '.[test]')"
