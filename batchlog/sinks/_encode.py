@@ -614,17 +614,18 @@ def json_lines(objects: Iterable[Any]) -> tuple[bytearray, int]:
     line_options = _ORJSON_LINE[0]
     for item in objects:
         count += 1
-        try:
-            line: bytes = dumps(item, default=_refuse, option=line_options)
-        except TypeError:  # orjson.JSONEncodeError: anything it refused
-            pass
-        else:
-            if b"\\u0000" not in line:  # orjson writes NUL as \u0000: spell it out
-                data += line
-                continue
-        data += to_json(item).encode("utf-8")
-        data += b"\n"
+        line = _orjson_bytes(dumps, item, line_options)
+        data += line if line is not None else to_json(item).encode("utf-8") + b"\n"
     return data, count
+
+
+def _orjson_bytes(dumps: Any, data: Any, option: int) -> bytes | None:
+    """orjson's JSON of ``data``, or None where the plain path must write it."""
+    try:
+        written: bytes = dumps(data, default=_refuse, option=option)
+    except TypeError:  # orjson.JSONEncodeError: anything it refused
+        return None
+    return None if b"\\u0000" in written else written  # orjson writes NUL as \u0000
 
 
 def json_bytes(data: Any) -> bytes:
@@ -648,11 +649,7 @@ def json_bytes(data: Any) -> bytes:
     """
     dumps = _orjson_dumps if _use_orjson else _resolve_orjson()
     if dumps is not None:
-        try:
-            data_bytes: bytes = dumps(data, default=_refuse, option=_ORJSON_OPTIONS)
-        except TypeError:  # orjson.JSONEncodeError: anything it refused
-            pass
-        else:
-            if b"\\u0000" not in data_bytes:  # orjson writes NUL as \u0000: spell it out
-                return data_bytes
+        written = _orjson_bytes(dumps, data, _ORJSON_OPTIONS)
+        if written is not None:
+            return written
     return to_json(data).encode("utf-8")
