@@ -620,7 +620,7 @@ def json_lines(objects: Iterable[Any]) -> tuple[bytearray, int]:
 
 
 def _orjson_bytes(dumps: Any, data: Any, option: int) -> bytes | None:
-    """orjson's JSON of ``data``, or None where the plain path must write it."""
+    """Return orjson's JSON of ``data``, or None where the plain path must write it."""
     try:
         written: bytes = dumps(data, default=_refuse, option=option)
     except TypeError:  # orjson.JSONEncodeError: anything it refused
