@@ -124,14 +124,20 @@ def create_table_sql(table: str = "logs") -> list[str]:
 
 #: Errors of one record's values, not of the database: the rest of a batch still goes in.
 #: With sqlite3's IntegrityError (a constraint or trigger of the table refused the row) and
-#: DataError (a value over SQLite's length limit), added on the first batch.
+#: DataError (a value over SQLite's length limit), added on the first batch (sqlite3 is
+#: imported then, not by ``import batchlog.sinks``).
 _RECORD_ERRORS: tuple[type[Exception], ...] = (UnicodeEncodeError, OverflowError, ValueError)
+_record_errors_found: tuple[type[Exception], ...] | None = None
 
 
 def _record_errors() -> tuple[type[Exception], ...]:
-    import sqlite3
+    global _record_errors_found  # noqa: PLW0603 -- computed once, replaced whole
+    found = _record_errors_found
+    if found is None:
+        import sqlite3
 
-    return (*_RECORD_ERRORS, sqlite3.IntegrityError, sqlite3.DataError)
+        found = _record_errors_found = (*_RECORD_ERRORS, sqlite3.IntegrityError, sqlite3.DataError)
+    return found
 
 
 def _bindable(value: Any) -> Any:
@@ -280,20 +286,18 @@ class SQLiteSink(SinkBase):
             try:
                 try:
                     connection.executemany(self._insert, rows)
-                except OverflowError:
-                    # An integer beyond 64 bits (only a hand-made encoded record has one):
-                    # start the batch again with every value converted carefully.
-                    connection.execute("ROLLBACK")
-                    connection.execute("BEGIN IMMEDIATE")
-                    rows = [tuple(map(_bindable, row)) for row in rows]
-                    failed = self._insert_each(connection, batch, rows)
-                except _record_errors():
+                except _record_errors() as error:
                     if not connection.in_transaction:  # RAISE(ROLLBACK): the batch is gone
                         raise
-                    # One record cannot be stored (a CHECK or a trigger of the table
-                    # refuses it, say): store the others, and name it.
+                    # Start the batch again, row by row: the others are stored and the
+                    # records that cannot be (a CHECK or a trigger of the table refuses
+                    # them, say) are named.
                     connection.execute("ROLLBACK")
                     connection.execute("BEGIN IMMEDIATE")
+                    if isinstance(error, OverflowError):
+                        # An integer beyond 64 bits (only a hand-made encoded record has
+                        # one): every value converted carefully.
+                        rows = [tuple(map(_bindable, row)) for row in rows]
                     failed = self._insert_each(connection, batch, rows)
                 else:
                     failed = []
