@@ -15,12 +15,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["OTEL_TRACE_MODULE", "TRACE_KEYS", "trace_fields"]
+__all__ = ["OTEL_TRACE_MODULE", "trace_fields"]
 
 #: The module whose presence means OpenTelemetry is in use.
 OTEL_TRACE_MODULE = "opentelemetry.trace"
-#: The fields a record logged inside a span carries.
-TRACE_KEYS = ("trace_id", "span_id", "trace_flags")
 
 
 # The last span context seen and its fields (None: not a valid span): records of one
