@@ -13,9 +13,10 @@ Both are read on the caller's thread at emit (on the worker they are gone):
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-__all__ = ["OTEL_TRACE_MODULE", "trace_fields"]
+__all__ = ["OTEL_TRACE_MODULE", "add_missing", "trace_fields"]
 
 #: The module whose presence means OpenTelemetry is in use.
 OTEL_TRACE_MODULE = "opentelemetry.trace"
@@ -54,3 +55,9 @@ def trace_fields() -> dict[str, Any] | None:
         return None
     _last = (span_context, fields)
     return fields
+
+
+def add_missing(target: MutableMapping[str, Any], fields: Mapping[str, Any]) -> None:
+    """Add the span's ``fields`` to a record's attributes or an event; what it has is kept."""
+    for key, value in fields.items():
+        target.setdefault(key, value)

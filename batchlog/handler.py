@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Callable, Optional
 
-from ._context import OTEL_TRACE_MODULE, trace_fields
+from ._context import OTEL_TRACE_MODULE, add_missing, trace_fields
 from ._lifecycle import deliver_on_sigterm as _deliver_on_sigterm
 from ._report import StderrReporter
 from ._sinkloop import discard_awaitable
@@ -353,9 +353,7 @@ def _unpack(
         record, fields, context = item
         if fields is not None:
             record = _copy_record(record)  # the caller's record is other handlers' too
-            attributes = record.__dict__
-            for key, value in fields.items():
-                attributes.setdefault(key, value)  # fields the record has are kept
+            add_missing(record.__dict__, fields)
         records.append(record)
         contexts.append(context)
     return records, contexts

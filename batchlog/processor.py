@@ -13,7 +13,7 @@ import time
 from collections.abc import MutableMapping
 from typing import Any, Callable
 
-from ._context import OTEL_TRACE_MODULE, trace_fields
+from ._context import OTEL_TRACE_MODULE, add_missing, trace_fields
 from ._lifecycle import deliver_on_sigterm as _deliver_on_sigterm
 from ._sinkspec import close_sink, resolve_sink
 from ._validate import check_bool, check_seconds, level_number
@@ -192,8 +192,7 @@ class BatchingProcessor:
         if OTEL_TRACE_MODULE in _MODULES:
             fields = trace_fields()
             if fields is not None:
-                for key, value in fields.items():
-                    event.setdefault(key, value)  # keys the chain set already are kept
+                add_missing(event, fields)
         return event
 
     @property
