@@ -25,7 +25,7 @@ from typing import Any
 
 from .._report import write_line
 
-__all__ = ["SinkBase", "check_file_path", "keep_until_exit"]
+__all__ = ["REDACTED", "SinkBase", "check_file_path", "keep_until_exit", "redact"]
 
 # Guards the set of live sinks and the making of each sink's lock. Held for microseconds,
 # never while a sink works, so a lock of the real threading module suits gevent too.
@@ -245,3 +245,15 @@ def check_file_path(path: str, *, what: str = "path") -> None:
     if not os.access(target, os.W_OK):
         msg = f"{what} {path!r}: {target!r} is not writable by this process"
         raise PermissionError(msg)
+
+
+#: What a secret is replaced by in anything a sink shows (reprs, errors, log lines).
+REDACTED = "***"
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """Return ``text`` with each of ``secrets`` (in the order given) replaced by ``***``."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 from .._sinkspec import build_from_spec, import_string
 from .._validate import check_bool, check_int, check_seconds
 from ..errors import FailedRecordsError
-from ._base import SinkBase
+from ._base import REDACTED, SinkBase, redact
 from ._encode import encode_record
 from ._retry import make_retrying
 from .encoders import ENCODER_NAMES, Encoder, encoder_named
@@ -40,7 +40,6 @@ __all__ = ["DeliveryError", "HTTPSink", "retry_after_seconds"]
 #: What ``verify`` takes: verify (True) or not (False), a CA bundle path, or a context.
 VerifyLike = Union[bool, str, ssl.SSLContext]
 
-_REDACTED = "***"
 _BODY_SHOWN = 500  # characters of a response body kept in an error message
 _BODY_SCANNED = 65_536  # bytes of a response body decoded and redacted before truncation
 _SHORTEST_SECRET = 4  # shorter values ("1", "no") would redact ordinary words
@@ -366,7 +365,7 @@ class HTTPSink(SinkBase):
         super().__init__()
 
     def __repr__(self) -> str:
-        headers = dict.fromkeys(self._headers, _REDACTED)
+        headers = dict.fromkeys(self._headers, REDACTED)
         return (
             f"{type(self).__name__}({self._display_url!r}, encoder={self.encoder!r}, "
             f"headers={headers!r}, gzip={self.gzip!r}, max_body_bytes={self.max_body_bytes!r})"
@@ -545,7 +544,7 @@ class HTTPSink(SinkBase):
         return text or None
 
     def _redact(self, text: str) -> str:
-        return _redact(text, self._secrets)
+        return redact(text, self._secrets)
 
     # ------------------------------------------------------------------ close and fork
 
@@ -603,11 +602,11 @@ def _split_url(url: str) -> tuple[str, tuple[str, str] | None, str, list[str]]:
         secrets += [password, unquote(password)] if has_password else [user, unquote(user)]
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
         secrets.append(token)  # what Basic auth sends, should a server echo it
-        shown_userinfo = f"{user}:{_REDACTED}@" if has_password else f"{_REDACTED}@"
+        shown_userinfo = f"{user}:{REDACTED}@" if has_password else f"{REDACTED}@"
     query = parse_qsl(parts.query, keep_blank_values=True)
     secrets += [value for _, value in query]
     secrets += [raw.partition("=")[2] for raw in parts.query.split("&")]  # still %-encoded
-    shown_query = "&".join(f"{name}={_REDACTED}" for name, _ in query)
+    shown_query = "&".join(f"{name}={REDACTED}" for name, _ in query)
     bare = urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
     shown = urlunsplit((parts.scheme, shown_userinfo + host, parts.path, shown_query, ""))
     return bare, auth, shown, secrets
@@ -662,14 +661,6 @@ def _http_loggers() -> list[logging.Logger]:
     return [logging.getLogger(name) for name in sorted(names)]
 
 
-def _redact(text: str, secrets: tuple[str, ...]) -> str:
-    """Return ``text`` with each of ``secrets`` (longest first) replaced by ``***``."""
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, _REDACTED)
-    return text
-
-
 def _remove_filter(log_filter: logging.Filter) -> None:
     """Take ``log_filter`` off the loggers of httpx and httpcore (a no-op where it is not)."""
     for logger in _http_loggers():
@@ -693,7 +684,7 @@ class _RedactingFilter(logging.Filter):
             text = record.getMessage()
         except Exception:  # noqa: BLE001 -- a broken record is logging's to report
             return True
-        redacted = _redact(text, self._secrets)
+        redacted = redact(text, self._secrets)
         if redacted != text:
             record.msg, record.args = redacted, None  # the merged text, secrets replaced
         return True

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .._types import AnyRecord
 from .._validate import check_bool, check_callable, check_pattern, check_seconds
 from ..errors import FailedRecordsError
-from ._base import SinkBase
+from ._base import SinkBase, redact
 from ._encode import FIELDS, encode_record, to_json
 from ._retry import make_retrying
 
@@ -747,9 +747,7 @@ class PostgresSink(SinkBase):
 
     def _redact(self, text: str) -> str:
         """Return ``text`` with the password masked (libpq never quotes it; belt and braces)."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact(text, self._secrets)
 
     def _ready_connection(self) -> psycopg.Connection[Any]:
         """Return the open connection: connected, the tables made and checked, ids pruned."""
