@@ -279,7 +279,6 @@ class HTTPSink(SinkBase):
         "_check_response",
         "_client",
         "_display_url",
-        "_encoder",
         "_filter_finalizer",
         "_headers",
         "_log_filter",
@@ -320,14 +319,13 @@ class HTTPSink(SinkBase):
     ) -> None:
         _import_http_libraries()
         self._url, self._auth, self._display_url, url_secrets = _split_url(url)
-        self._encoder = _resolve_encoder(encoder)
         #: The encoder that builds each body (a shorthand name resolved to its class).
-        self.encoder: Encoder = self._encoder
+        self.encoder: Encoder = _resolve_encoder(encoder)
         self._refused_items: Callable[[bytes], list[int] | None] | None = getattr(
-            self._encoder, "refused_items", None
+            self.encoder, "refused_items", None
         )
         self._check_response: Callable[[bytes], str | None] | None = getattr(
-            self._encoder, "check_response", None
+            self.encoder, "check_response", None
         )
         self._headers = {str(name): str(value) for name, value in (headers or {}).items()}
         if any(name.lower() == "authorization" for name in self._headers):
@@ -439,13 +437,13 @@ class HTTPSink(SinkBase):
         Each body fits ``max_body_bytes`` unless it holds a single record.
         """
         limit = self.max_body_bytes
-        body, content_type = self._encoder(records)
+        body, content_type = self.encoder(records)
         if len(body) <= limit or len(records) == 1:
             yield 0, body, content_type
             return
         # Pack greedily by each record's size alone: with the built-in encoders the sum
         # over-estimates the joint body (shared framing), so a group fits.
-        sizes = [len(self._encoder([record])[0]) for record in records]
+        sizes = [len(self.encoder([record])[0]) for record in records]
         start, total = 0, 0
         for index, size in enumerate(sizes):
             if index > start and total + size > limit:
@@ -458,7 +456,7 @@ class HTTPSink(SinkBase):
         self, records: list[dict[str, Any]], start: int, end: int
     ) -> Iterator[tuple[int, bytes, str]]:
         """Yield bodies for ``records[start:end]``, halving it while it does not fit."""
-        body, content_type = self._encoder(records[start:end])
+        body, content_type = self.encoder(records[start:end])
         if len(body) <= self.max_body_bytes or end - start == 1:
             yield start, body, content_type
             return
