@@ -24,7 +24,7 @@ from typing_extensions import TypeGuard
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["SinkLoop", "discard_awaitable", "is_awaitable"]
+__all__ = ["SinkLoop", "awaited", "discard_awaitable", "is_awaitable"]
 
 #: Seconds the tasks of an interrupted batch get to finish cancelling before the loop is
 #: closed anyway (a task that ignores cancellation must not hang the writer).
@@ -47,18 +47,27 @@ def is_awaitable(result: object) -> TypeGuard[Awaitable[Any]]:
     return inspect.isawaitable(result)
 
 
-async def _awaited(awaitable: Awaitable[Any]) -> None:
+async def awaited(awaitable: Awaitable[Any]) -> None:
+    """A coroutine that awaits ``awaitable`` (for APIs that take only coroutines)."""
     await awaitable
+
+
+_WRITER_ON_A_RUNNING_LOOP = (
+    "an async sink cannot be awaited on a thread that is running an event loop "
+    "(the writer was flushed or closed there while no worker thread could run)"
+)
 
 
 class SinkLoop:
     """One event loop per writer, run on the delivering thread while it awaits a sink."""
 
-    __slots__ = ("_loop", "_pid")
+    __slots__ = ("_loop", "_pid", "_running_loop_message")
 
-    def __init__(self) -> None:
+    def __init__(self, *, running_loop_message: str = _WRITER_ON_A_RUNNING_LOOP) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pid = -1
+        #: Why ``run`` refuses on a thread running an event loop, for the user of the loop.
+        self._running_loop_message = running_loop_message
 
     def run(self, awaitable: Awaitable[Any]) -> None:
         """Await ``awaitable`` on the writer's loop; raise what it raises.
@@ -70,15 +79,11 @@ class SinkLoop:
         import asyncio
 
         if asyncio._get_running_loop() is not None:  # noqa: SLF001 -- the documented probe
-            discard_awaitable(awaitable)
-            msg = (
-                "an async sink cannot be awaited on a thread that is running an event loop "
-                "(the writer was flushed or closed there while no worker thread could run)"
-            )
-            raise RuntimeError(msg)
+            discard_awaitable(awaitable)  # not awaited: no "never awaited" warning on top
+            raise RuntimeError(self._running_loop_message)
         loop = self._loop_here()
         try:
-            loop.run_until_complete(_awaited(awaitable))
+            loop.run_until_complete(awaited(awaitable))
         except BaseException:
             # The batch counts as failed (raised, or interrupted by Ctrl-C): a task it left
             # on the loop must not store its records later, behind that count's back.

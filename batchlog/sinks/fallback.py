@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import Any, BinaryIO, Callable
 
 from .._report import StderrReporter
-from .._sinkloop import SinkLoop, discard_awaitable, is_awaitable
+from .._sinkloop import SinkLoop, awaited, is_awaitable
 from .._sinkspec import close_sink as _close_sink
 from .._sinkspec import resolve_sink
 from .._types import AnyRecord, Sink
@@ -376,12 +376,7 @@ class FallbackSink(SinkBase):
         super().close()
         with self._sink_lock():
             closing, self._primary_closing = self._primary_closing, None
-        return None if closing is None else self._finish_close(closing)
-
-    @staticmethod
-    async def _finish_close(closing: Awaitable[object]) -> None:
-        """Await the primary's async close (what ``close()`` hands its caller)."""
-        await closing
+        return None if closing is None else awaited(closing)
 
     def _release(self) -> None:
         """Close the primary and the dead-letter file (``close()`` holds the lock).
@@ -687,6 +682,13 @@ def _positions(batch: list[dict[str, Any]], failed: list[Any]) -> list[int] | No
     return positions
 
 
+_REPLAY_ON_A_RUNNING_LOOP = (
+    "replay() cannot await the sink's awaitable (a batch, or its async close) in a thread "
+    "that already runs an event loop; call it from a plain thread, as in "
+    "'await asyncio.to_thread(replay, path, sink)'"
+)
+
+
 class _Replay:
     """One run of ``replay``: the file, its checkpoint, the quarantine and the counts."""
 
@@ -723,7 +725,7 @@ class _Replay:
         self.quarantine_path = quarantine_path
         self.quarantine: JsonLinesSink | None = None  # opened at its first line
         self.progress = progress
-        self.loop = SinkLoop()  # made at the first awaitable, kept for the whole run
+        self.loop = SinkLoop(running_loop_message=_REPLAY_ON_A_RUNNING_LOOP)  # kept for the run
         self.delivered = 0
         self.quarantined = 0
         self.already_done = 0
@@ -811,19 +813,8 @@ class _Replay:
                 loop already (it cannot run a second one).
         """
         result = self.sink(batch)
-        if not is_awaitable(result):
-            return
-        import asyncio
-
-        if asyncio._get_running_loop() is not None:  # noqa: SLF001 -- the documented probe
-            discard_awaitable(result)  # not awaited: no "never awaited" warning on top
-            msg = (
-                "replay() got an awaitable from the sink but runs in a thread that "
-                "already runs an event loop; call it from a plain thread, as in "
-                "'await asyncio.to_thread(replay, path, sink)'"
-            )
-            raise RuntimeError(msg)
-        self.loop.run(result)
+        if is_awaitable(result):
+            self.loop.run(result)
 
     def _finish_step(self, file: BinaryIO, lines: list[_Line], end: int) -> None:
         """Send the records of ``lines``, quarantine what must be, then move the checkpoint.
@@ -970,26 +961,13 @@ class _Replay:
             if close_sink:
                 closing = _close_sink(self.sink)
                 if is_awaitable(closing):
-                    self._await_close(closing)
+                    self.loop.run(closing)
         finally:
             try:
                 self.loop.close()
             finally:
                 if self.quarantine is not None:
                     self.quarantine.close()
-
-    def _await_close(self, closing: Awaitable[object]) -> None:
-        import asyncio
-
-        if asyncio._get_running_loop() is not None:  # noqa: SLF001 -- the documented probe
-            discard_awaitable(closing)
-            msg = (
-                "replay() cannot await the sink's async close in a thread that already "
-                "runs an event loop; call it from a plain thread, as in "
-                "'await asyncio.to_thread(replay, path, sink)'"
-            )
-            raise RuntimeError(msg)
-        self.loop.run(closing)
 
 
 def replay(
