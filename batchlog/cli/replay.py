@@ -193,7 +193,7 @@ def _run(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     except Exception as exc:  # noqa: BLE001 -- a command reports in one line, not a traceback
         failure, code = f"failed: {_one_line(exc)}", 1
     if last:
-        _print_summary(last[-1], sink, removed=last[-1].removed)
+        _print_summary(last[-1], sink)
     if failure:
         message = f"{parser.prog}: {failure}"
         if last:  # the checkpoint was read: a run of the same command resumes from it
@@ -218,8 +218,8 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
-def _print_summary(result: ReplayResult, sink: object, *, removed: bool) -> None:
-    removed_text = " and removed it" if removed else ""
+def _print_summary(result: ReplayResult, sink: object) -> None:
+    removed_text = " and removed it" if result.removed else ""
     quarantine = f" (in {result.quarantine_path})" if result.quarantined else ""
     left = ""
     if result.left:
