@@ -31,8 +31,8 @@ extra->>'user' = 'ada' ORDER BY "timestamp"``.
 A value that does not fit its column (a timestamp PostgreSQL could not read, a number out
 of range) is stored as NULL there and kept as given in ``extra`` under the field's name.
 NUL characters and lone surrogates, which PostgreSQL text cannot hold, are stored as the
-shared encoding spells them (``\x00``, ``\udcff``); one that reaches the sink another
-way (a hand-made encoded record) becomes U+FFFD, or a backslash escape.
+shared encoding spells them (``\x00``, ``\udcff``), a hand-made encoded record's too
+(``batchlog.sinks.encode_record`` makes it storable).
 
 Beside the table, with ``exactly_once`` (the default), ``<table>_batch_ids`` keeps the id
 of each stored batch for a day (``BATCH_ID_RETENTION``)::
@@ -62,7 +62,7 @@ from .._types import AnyRecord
 from .._validate import check_bool, check_callable, check_pattern, check_seconds
 from ..errors import FailedRecordsError
 from ._base import SinkBase, redact
-from ._encode import FIELDS, encode_record, to_json
+from ._encode import FIELDS, encode_record, storable_text, to_json
 from ._retry import make_retrying
 
 if TYPE_CHECKING:
@@ -125,37 +125,6 @@ def _check_table(table: object) -> tuple[str, ...]:
     return tuple(checked.split("."))
 
 
-def _text(value: str) -> str:
-    """Return ``value`` as PostgreSQL text can hold it: no NUL, valid UTF-8."""
-    if "\x00" in value:
-        value = value.replace("\x00", "\ufffd")
-    if not value.isascii():
-        try:
-            value.encode()
-        except UnicodeEncodeError:  # lone surrogates, e.g. from undecodable file names
-            value = value.encode(errors="backslashreplace").decode()
-    return value
-
-
-def _clean_json(value: Any) -> Any:
-    """Return ``value`` (JSON-ready) with every string made storable by ``_text``."""
-    if isinstance(value, str):
-        return _text(value)
-    if isinstance(value, Mapping):
-        return {_text(str(key)): _clean_json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean_json(item) for item in value]
-    return value
-
-
-def _jsonb(extra: Mapping[str, Any]) -> str:
-    text = to_json(extra)
-    # jsonb rejects \u0000 and text rejects lone surrogates: clean only when needed.
-    if "\\u0000" in text or not text.isascii():
-        text = to_json(_clean_json(extra))
-    return text
-
-
 def _timestamp(value: Any) -> datetime.datetime | None:
     """Return ``value`` (RFC 3339 or ISO 8601 text) as an aware datetime; None if unreadable."""
     if isinstance(value, datetime.datetime):
@@ -195,11 +164,13 @@ def _row(record: AnyRecord) -> tuple[Any, ...]:
             fits = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
             stored = value if fits else None
         else:
-            stored = _text(value if isinstance(value, str) else to_json(value))
+            # Text of encode_record is storable already (NUL spelt out, no lone
+            # surrogate: the shared form, see encode_record); so is to_json's.
+            stored = storable_text(value) if isinstance(value, str) else to_json(value)
         if stored is None and value is not None:
             extra.setdefault(name, value)  # did not fit its column: keep it as given
         values.append(stored)
-    values.append(_jsonb(extra))
+    values.append(to_json(extra))  # storable JSON: jsonb takes it (no \u0000, valid UTF-8)
     return tuple(values)
 
 
