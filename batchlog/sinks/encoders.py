@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from .. import __version__
-from ._encode import json_bytes, to_json
+from ._encode import json_bytes, json_lines, to_json
 
 __all__ = [
     "ENCODER_NAMES",
@@ -179,7 +179,8 @@ class NDJSONEncoder:
 
     def __call__(self, records: list[dict[str, Any]]) -> tuple[bytes, str]:
         """Return the records, one JSON object per line."""
-        return b"".join([json_bytes(record) + b"\n" for record in records]), NDJSON
+        lines, _count = json_lines(records)  # the JSON Lines of JsonLinesSink, the same bytes
+        return bytes(lines), NDJSON
 
 
 class JSONEncoder:
