@@ -1,16 +1,24 @@
 """The code in the documentation runs, and the site builds with warnings as errors.
 
-Every ```` ```python ```` block of ``docs/*.md`` and ``README.md`` is run, except a block
-whose previous non-blank line is ``<!-- not-tested -->`` (it needs a server or a service
-that the tests do not have). Each page is one test: its blocks run **in order, in one
-fresh namespace**, so a block may use the names, imports and files of the blocks before it
-on the same page, as a reader following the page would; pages never share anything.
-Each page runs in its own temporary working directory, so the files its code writes
-(``app-logs.sqlite3``, ``events.jsonl``) vanish with it.
+Every ```` ```python ```` block of ``docs/*.md`` and ``README.md`` is run **on its own**, as
+a reader who copies that one block into a file would run it: in a fresh namespace whose
+``__name__`` is ``"__main__"``, in its own temporary working directory (so the files it
+writes, such as ``app-logs.sqlite3``, vanish with it). A block may not lean on the names,
+imports or files of the blocks before it; each block is one test, named by its page and
+line (``sinks.md:123``), so a failure points at the block.
 
-Afterwards every writer, handler and processor the page made is closed, handlers the page
-attached anywhere are detached, the logging configuration and structlog's are put back,
-and the test fails if a thread the page started is still running.
+A block whose previous non-blank line is ``<!-- run-as-script -->`` changes the whole
+process (it installs a signal handler, or starts a ``multiprocessing`` pool that imports
+``__main__`` by path, or configures a library with global state): it is written to a file
+and run as ``python snippet.py`` in a child interpreter, in its own temporary directory, and
+must exit with status 0 and no failure report on stderr. A block whose previous non-blank
+line is ``<!-- not-tested -->`` needs a server or a service that the tests do not have: it
+is not run, but it must still compile.
+
+After each block every writer, handler and processor it made is closed, handlers it
+attached anywhere are detached, the logging configuration and structlog's are put back, and
+the test fails if a thread the block started is still running or if a sink or handler
+reported a failure on stderr. A block needing a missing optional integration is skipped.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import re
 import subprocess
 import sys
 import threading
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +49,17 @@ PAGES = [*sorted(DOCS.glob("*.md")), REPO_ROOT / "README.md"]
 
 #: The marker, on the line before a block, of code that needs a server or a service.
 NOT_TESTED = "<!-- not-tested -->"
-#: Optional integrations: a page whose code needs a missing one is skipped, not failed.
-OPTIONAL_MODULES = {"structlog", "prometheus_client", "opentelemetry", "httpx", "tenacity"}
+#: The marker, on the line before a block, of code that changes the whole process.
+RUN_AS_SCRIPT = "<!-- run-as-script -->"
+#: Optional integrations: a block whose code needs a missing one is skipped, not failed.
+OPTIONAL_MODULES = {
+    "structlog",
+    "prometheus_client",
+    "opentelemetry",
+    "httpx",
+    "tenacity",
+    "loguru",
+}
 
 _FENCE_START = re.compile(r"^(?P<indent>[ \t]*)```python\s*$")
 _FENCE_END = re.compile(r"^[ \t]*```\s*$")
@@ -54,6 +72,7 @@ class Block:
     code: str
     line: int  # 1-based line of the first line of code
     tested: bool
+    as_script: bool = False
 
 
 def python_blocks(page: Path) -> list[Block]:
@@ -75,7 +94,11 @@ def python_blocks(page: Path) -> list[Block]:
         while end < len(lines) and not _FENCE_END.match(lines[end]):
             end += 1
         code = "\n".join(line[indent:] for line in lines[start:end]) + "\n"
-        blocks.append(Block(code, start + 1, tested=previous != NOT_TESTED))
+        blocks.append(
+            Block(
+                code, start + 1, tested=previous != NOT_TESTED, as_script=previous == RUN_AS_SCRIPT
+            )
+        )
         previous = "```"
         index = end + 1
     return blocks
@@ -85,7 +108,22 @@ def _page_id(page: Path) -> str:
     return page.name if page.parent == DOCS else page.relative_to(REPO_ROOT).as_posix()
 
 
-TESTED_PAGES = [page for page in PAGES if any(block.tested for block in python_blocks(page))]
+#: Every block of every page, with the page it is on.
+BLOCKS = [(page, block) for page in PAGES for block in python_blocks(page)]
+TESTED_BLOCKS = [(page, block) for page, block in BLOCKS if block.tested and not block.as_script]
+SCRIPT_BLOCKS = [(page, block) for page, block in BLOCKS if block.as_script]
+UNTESTED_BLOCKS = [(page, block) for page, block in BLOCKS if not block.tested]
+
+
+def _block_id(page: Path, block: Block) -> str:
+    return f"{_page_id(page)}:{block.line}"
+
+
+def _compiled(page: Path, block: Block) -> types.CodeType:
+    """Compile the block so that tracebacks point at its lines of the page."""
+    # Padding puts the code at its own line numbers: tracebacks point into the page.
+    source = "\n" * (block.line - 1) + block.code
+    return compile(source, str(page), "exec")
 
 
 # --------------------------------------------------------------------------- clean-up
@@ -129,7 +167,7 @@ def restored_logging() -> Iterator[None]:
     try:
         yield
     finally:
-        # dictConfig shuts down and forgets every handler: close the page's, keep the rest.
+        # dictConfig shuts down and forgets every handler: close the block's, keep the rest.
         new_refs = [ref for ref in logging._handlerList if ref not in handler_list]  # type: ignore[attr-defined]
         logging.shutdown(handlerList=new_refs)
         logging._handlerList[:] = handler_list  # type: ignore[attr-defined]
@@ -150,7 +188,7 @@ def restored_logging() -> Iterator[None]:
 
 
 def _close_namespace_objects(namespace: dict[str, Any]) -> list[str]:
-    """Close the handlers, processors and writers the page left in its namespace."""
+    """Close the handlers, processors and writers the block left in its namespace."""
     unclosed = []
     for name, value in list(namespace.items()):
         if isinstance(value, BatchingHandler):
@@ -174,7 +212,7 @@ def _close_remaining_writers(before: set[int]) -> list[str]:
 def _threads_left(before: set[threading.Thread]) -> list[str]:
     """Join the threads started since ``before``; return the names of those still alive.
 
-    batchlog's standby thread is not the page's: one per process, started with its first
+    batchlog's standby thread is not the block's: one per process, started with its first
     writer, it lives as long as the process (it delivers at exit).
     """
     left = []
@@ -193,25 +231,23 @@ def _threads_left(before: set[threading.Thread]) -> list[str]:
 
 def test_the_docs_have_code_to_run():
     """The collector finds the blocks: most pages have tested code, some have untested."""
-    assert len(TESTED_PAGES) >= 8
-    assert any(not block.tested for page in PAGES for block in python_blocks(page))
+    assert len({page for page, _ in TESTED_BLOCKS}) >= 8
+    assert len(TESTED_BLOCKS) >= 40
+    assert SCRIPT_BLOCKS != []
+    assert UNTESTED_BLOCKS != []
 
 
-def run_page(page: Path) -> list[str]:
-    """Run the page's tested blocks in order in one namespace; return what did not close."""
+def run_block(page: Path, block: Block) -> list[str]:
+    """Run one block in a fresh ``__main__`` namespace; return the names that did not close."""
+    code = _compiled(page, block)
     namespace: dict[str, Any] = {"__name__": "__main__"}
     try:
-        for block in python_blocks(page):
-            if not block.tested:
-                continue
-            # Padding puts the code at its own line numbers: tracebacks point into the page.
-            source = "\n" * (block.line - 1) + block.code
-            try:
-                exec(compile(source, str(page), "exec"), namespace)  # noqa: S102
-            except ModuleNotFoundError as exc:
-                if (exc.name or "").partition(".")[0] in OPTIONAL_MODULES:
-                    pytest.skip(f"needs {exc.name} (line {block.line})")
-                raise
+        try:
+            exec(code, namespace)  # noqa: S102
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] in OPTIONAL_MODULES:
+                pytest.skip(f"needs {exc.name}")
+            raise
     finally:
         unclosed = _close_namespace_objects(namespace)
         namespace.clear()
@@ -219,15 +255,17 @@ def run_page(page: Path) -> list[str]:
 
 
 #: What batchlog and logging write to stderr when a sink or a handler failed unexpectedly.
-#: A page that shows a failure on purpose routes it elsewhere (``on_error``, a logger).
+#: A block that shows a failure on purpose routes it elsewhere (``on_error``, a logger).
 FAILURE_REPORTS = ("the sink raised on a batch", "flush_fn raised on a batch", "Logging error")
 
 
-@pytest.mark.parametrize("page", TESTED_PAGES, ids=[_page_id(page) for page in TESTED_PAGES])
-def test_page_code_runs(page, tmp_path, monkeypatch, capfd):
-    """Every tested block of the page runs, in order, in one namespace, leaving no thread.
+@pytest.mark.parametrize(
+    ("page", "block"), TESTED_BLOCKS, ids=[_block_id(*item) for item in TESTED_BLOCKS]
+)
+def test_block_runs_on_its_own(page, block, tmp_path, monkeypatch, capfd):
+    """The block runs alone, as copied into a file, and leaves no thread or open writer.
 
-    No sink of the page fails unless the page says so: a sink raising ``NameError`` on a
+    No sink of the block fails unless the block says so: a sink raising ``NameError`` on a
     placeholder would otherwise pass unnoticed on the worker thread.
     """
     monkeypatch.chdir(tmp_path)
@@ -235,7 +273,7 @@ def test_page_code_runs(page, tmp_path, monkeypatch, capfd):
     writers_before = {id(writer) for writer in _lifecycle.live()}
     try:
         with restored_logging():
-            unclosed = run_page(page)
+            unclosed = run_block(page, block)
     finally:
         unclosed_writers = _close_remaining_writers(writers_before)
         threads_left = _threads_left(threads_before)
@@ -244,6 +282,41 @@ def test_page_code_runs(page, tmp_path, monkeypatch, capfd):
     assert threads_left == []
     stderr = capfd.readouterr().err
     assert not [report for report in FAILURE_REPORTS if report in stderr], stderr
+
+
+_MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '(?P<name>[\w.]+)'")
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(
+    ("page", "block"), SCRIPT_BLOCKS, ids=[_block_id(*item) for item in SCRIPT_BLOCKS]
+)
+def test_script_block_runs_in_a_child(page, block, tmp_path):
+    """A block that changes the whole process runs as a script and exits cleanly."""
+    _compiled(page, block)
+    (tmp_path / "snippet.py").write_text(block.code, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "snippet.py"],
+        cwd=tmp_path,
+        timeout=120,  # a hang fails the test instead of eating CI time; never a speed check
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    missing = _MISSING_MODULE.search(result.stderr)
+    needed = "" if missing is None else missing.group("name")
+    if result.returncode != 0 and needed.partition(".")[0] in OPTIONAL_MODULES:
+        pytest.skip(f"needs {needed}")
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert not [report for report in FAILURE_REPORTS if report in result.stderr], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("page", "block"), UNTESTED_BLOCKS, ids=[_block_id(*item) for item in UNTESTED_BLOCKS]
+)
+def test_untested_block_compiles(page, block):
+    """A block marked not-tested (it needs a server) is at least valid Python."""
+    _compiled(page, block)
 
 
 def _all_names(module_path: Path) -> list[str]:
