@@ -63,6 +63,8 @@ OPTIONAL_MODULES = {
 
 _FENCE_START = re.compile(r"^(?P<indent>[ \t]*)```python\s*$")
 _FENCE_END = re.compile(r"^[ \t]*```\s*$")
+#: A pymdownx.snippets include line: the site shows that file (from the repository root).
+_INCLUDE = re.compile(r'^--8<-- "(?P<path>[^"]+)"$', flags=re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,10 @@ def python_blocks(page: Path) -> list[Block]:
         while end < len(lines) and not _FENCE_END.match(lines[end]):
             end += 1
         code = "\n".join(line[indent:] for line in lines[start:end]) + "\n"
+        # The code is what the site shows: an included file, not the include line.
+        code = _INCLUDE.sub(
+            lambda include: (REPO_ROOT / include.group("path")).read_text(encoding="utf-8"), code
+        )
         blocks.append(
             Block(
                 code, start + 1, tested=previous != NOT_TESTED, as_script=previous == RUN_AS_SCRIPT
