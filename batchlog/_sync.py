@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 #: Seconds after which a lock still held was left behind by an interrupted thread (3.9,
-#: 3.10): batchlog's critical sections last microseconds.
+#: 3.10, 3.14+): batchlog's critical sections last microseconds.
 LEAKED_AFTER = 2.0
 
 _LATCH_RECHECK = 0.5  # a latch waiter looks at the flag this often, should a waiter wedge the gate
@@ -44,13 +44,16 @@ def _acquire(lock: threading.Lock, timeout: float | None) -> bool:
 
 
 class StealableLock:
-    """A lock that an interrupt cannot leave held forever, for Python 3.9 and 3.10.
+    """A lock that an interrupt cannot leave held forever, for Python 3.9, 3.10 and 3.14+.
 
-    Those interpreters can deliver an asynchronous exception after a ``with`` block's body
-    and before its ``__exit__`` (at ``POP_BLOCK``), leaving the lock held by a thread that
-    has already left the block. A lock still held after ``LEAKED_AFTER`` seconds was left so:
-    the thread waiting for it takes it over. (From 3.11 on, ``with`` on a ``threading.Lock``
-    has no such gap, and ``new_lock`` gives a plain lock.)
+    Those interpreters can deliver an asynchronous exception while a ``with`` block holds
+    the lock but no handler that would call its ``__exit__`` is in force: 3.9 and 3.10 after
+    the body and before ``__exit__`` (at ``POP_BLOCK``); 3.14 right after ``__enter__``
+    returned, in the check that ends the ``CALL`` to it (CPython gh-148874). The lock is
+    then held by a thread that has left the block. A lock still held after ``LEAKED_AFTER``
+    seconds was left so: the thread waiting for it takes it over. (On 3.11 to 3.13 one
+    ``BEFORE_WITH`` instruction calls ``__enter__`` and sets up the handler, ``with`` on a
+    ``threading.Lock`` has no gap, and ``new_lock`` gives a plain lock.)
     """
 
     __slots__ = ("_lock",)
@@ -90,7 +93,7 @@ def new_lock() -> Any:
     Made from the ``threading`` module in force now, so a lock made after gevent or
     eventlet patched it is theirs.
     """
-    if sys.version_info >= (3, 11):
+    if (3, 11) <= sys.version_info < (3, 14):
         return threading.Lock()
     return StealableLock()
 
