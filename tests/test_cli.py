@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from batchlog.cli.bench import logging_, sinks, writer
+from batchlog.cli.bench._common import Ratio, spread
 from batchlog.cli.demo import HTTPTarget, JsonLinesTarget, SQLiteTarget, parse_target
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -206,6 +208,7 @@ def test_help_explains_the_command_with_examples(command, tmp_path):
         ["bench", "--plot", "chart.txt"],
         ["bench", "--plot", "no-such-dir/chart.png"],
         ["bench", "--records", "-1"],
+        ["bench", "--repeats", "0"],
     ],
     ids=" ".join,
 )
@@ -301,6 +304,77 @@ def test_bench_plot_saves_a_png(tmp_path):
     assert_ran_cleanly(result)
     assert "Chart saved to chart.png" in result.stdout
     assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+# One row of bench's table: | suite | comparison | 1.23x | 1.05-1.31x (an en dash) | 2 | ...
+_TABLE_ROW = re.compile(
+    r"^\S (?P<suite>writer|logging|sinks) +\S (?P<name>.+?) +\S +(?P<ratio>[\d.]+)x \S"
+    r" +(?P<low>[\d.]+)\u2013(?P<high>[\d.]+)x \S +(?P<repeats>\d+) \S"
+)
+
+
+@pytest.mark.subprocess
+def test_bench_shows_each_ratios_spread_over_the_repeats(tmp_path):
+    """Every ratio in ``bench``'s table has a spread over its repeats that holds the ratio."""
+    result = run_batchlog("bench", "--records", 200, "--repeats", 2, cwd=tmp_path)
+    assert_ran_cleanly(result)
+    table = [line for line in result.stdout.splitlines() if line.startswith("\u2502 ")]
+    rows = [_TABLE_ROW.match(line) for line in table]
+    assert None not in rows, "\n".join(table)
+    assert {row["suite"] for row in rows} == {"writer", "logging", "sinks"}
+    assert len(rows) >= 17  # 8 writer, 5 logging (+2 structlog), 4 sinks (+2 HTTP)
+    for row in rows:
+        low, ratio, high = float(row["low"]), float(row["ratio"]), float(row["high"])
+        assert low <= ratio <= high, row.group(0)
+        assert row["repeats"] == "2", row.group(0)
+    assert "spread: the lowest and highest ratio of repeat i" in " ".join(result.stdout.split())
+
+
+def test_spread_pairs_repeats_by_index():
+    """spread() divides repeat i by repeat i, not best by best or sorted by sorted."""
+    assert spread([2.0, 3.0], [1.0, 2.0]) == (1.5, 2.0)
+    assert spread([1.0, 4.0], [2.0, 1.0]) == (0.5, 4.0)  # sorted pairs would give 1.0 and 2.0
+    assert spread([5.0], [2.0]) == (2.5, 2.5)
+
+
+@pytest.mark.parametrize(("numerators", "denominators"), [([1.0, 2.0], [1.0]), ([], [])])
+def test_spread_refuses_unpaired_repeats(numerators, denominators):
+    """Repeats that cannot be paired one to one are an error naming both counts."""
+    with pytest.raises(ValueError, match=f"got {len(numerators)} and {len(denominators)}"):
+        spread(numerators, denominators)
+
+
+@pytest.mark.parametrize(
+    ("best", "expected"), [(min, 3.0 / 2.0), (max, 8.0 / 5.0)], ids=["times", "rates"]
+)
+def test_a_ratio_of_repeats_is_the_ratio_of_bests_within_its_spread(best, expected):
+    """Ratio.of_repeats keeps the headline as best over best, and the paired spread."""
+    ratio = Ratio.of_repeats(
+        "suite", "name", [3.0, 8.0, 6.0], [4.0, 5.0, 2.0], 1.5, at_most=True, best=best
+    )
+    assert (ratio.value, ratio.low, ratio.high, ratio.repeats) == (expected, 0.75, 3.0, 3)
+    assert ratio.spread_text == "0.75\u20133.00x"
+    assert (ratio.target, ratio.at_most) == (1.5, True)
+
+
+def test_a_ratio_without_repeats_shows_no_spread():
+    """A Ratio made from a single figure (the old way) still works and shows ``-``."""
+    ratio = Ratio("suite", "name", 2.0, 3.0)
+    assert (ratio.passed, ratio.spread_text, ratio.repeats) == (False, "-", 1)
+
+
+@pytest.mark.parametrize("suite", [writer, logging_, sinks], ids=lambda suite: suite.SUITE)
+def test_each_suite_keeps_every_repeat_for_its_ratios_spread(suite):
+    """With 2 repeats, every key ratio of a suite carries a spread over both, around its value."""
+    sizes = suite.sizes(records=100, repeats=2)
+    assert sizes.repeats == 2
+    report = suite.run(sizes)
+    assert report.lost == []
+    for ratio in report.ratios:
+        assert ratio.repeats == 2, ratio
+        assert ratio.low is not None, ratio
+        assert ratio.high is not None, ratio
+        assert ratio.low <= ratio.value <= ratio.high, ratio
 
 
 @pytest.mark.parametrize("suite", [writer, logging_, sinks], ids=lambda suite: suite.SUITE)

@@ -11,7 +11,8 @@
 
 Each module offers the same four functions: ``sizes(quick=..., records=...)`` picks how
 much to measure, ``run(sizes)`` measures and returns a ``Report`` (dataclasses: rows, the
-PASS/FAIL checks, the key ``Ratio`` objects and anything lost), and
+PASS/FAIL checks, the key ``Ratio`` objects, each with its spread over the repeats, and
+anything lost), and
 ``header_lines(platform, sizes)`` / ``result_lines(report)`` give the text the
 ``benchmarks/`` scripts print. Shared helpers live in ``_common``; ``chart`` draws the
 ratios (``bench --plot``). ``suites()`` lists the modules and ``add_parser`` registers the
@@ -84,7 +85,9 @@ Run batchlog's benchmarks and print their key ratios against the targets, in one
   sinks    records/s through SQLite, JSON Lines and HTTP sinks against a handler that
            writes each record on its own (HTTP needs batchlog[http])
 Ratios are measured within one run, so they hold on a noisy machine where absolute
-times do not. The full run takes a few minutes; --quick about a minute.
+times do not. Each ratio is the best repeat of one side over the best of the other; its
+spread is the lowest and highest ratio of repeat i over repeat i. The full run takes a
+few minutes; --quick about a minute.
 """
 
 _BENCH_EPILOG = """\
@@ -118,8 +121,10 @@ def add_parser(subcommands: Any) -> None:
         help="also draw the ratios against their targets as a bar chart, saved to FILE.png "
         "(needs matplotlib: pip install 'batchlog[plot]')",
     )
-    # Hidden: a tiny size for tests of the plumbing (records per thread, one repeat).
+    # Hidden: a tiny size for tests of the plumbing (records per thread, one repeat), and
+    # the number of repeats (so a tiny run can still show a spread).
     parser.add_argument("--records", type=positive_int, help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=positive_int, help=argparse.SUPPRESS)
     parser.set_defaults(run=functools.partial(_run, parser=parser))
 
 
@@ -136,13 +141,15 @@ def _run(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     from rich.console import Console
 
     console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = _FILE_WIDTH  # a file or pipe: keep each table row on one line
     info = platform_info()
     console.print(
         f"{info.implementation} {info.python_version} on {info.machine}, {info.cpus} CPUs, "
         f"GIL {'on' if info.gil_enabled else 'off'} ({info.platform})"
     )
     try:
-        reports = _run_suites(console, quick=args.quick, records=args.records)
+        reports = _run_suites(console, quick=args.quick, records=args.records, repeats=args.repeats)
     except BenchmarkError as exc:
         sys.stderr.write(f"{parser.prog}: {exc}\n")
         return 1
@@ -165,7 +172,9 @@ def _run(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     return 1 if lost else 0
 
 
-def _run_suites(console: Any, *, quick: bool, records: int | None) -> list[tuple[str, Any]]:
+def _run_suites(
+    console: Any, *, quick: bool, records: int | None, repeats: int | None
+) -> list[tuple[str, Any]]:
     """Run every benchmark suite under a spinner; return (suite name, report) pairs.
 
     Raises:
@@ -173,7 +182,7 @@ def _run_suites(console: Any, *, quick: bool, records: int | None) -> list[tuple
     """
     reports = []
     for suite in suites():
-        sizes = suite.sizes(quick=quick, records=records)
+        sizes = suite.sizes(quick=quick, records=records, repeats=repeats)
         shown_sizes = ", ".join(f"{name} {value:,}" for name, value in vars(sizes).items())
         started = time.perf_counter()
         with console.status(f"{suite.SUITE} benchmark running ({shown_sizes}) ..."):
@@ -190,14 +199,29 @@ def _run_suites(console: Any, *, quick: bool, records: int | None) -> list[tuple
     return reports
 
 
+_FILE_WIDTH = 120
+_COLUMNS_EXPLAINED = (
+    "ratio: the best repeat of one side over the best repeat of the other (the figure held "
+    "to the target). spread: the lowest and highest ratio of repeat i of one side over "
+    "repeat i of the other, over that many repeats. PASS/FAIL: the ratio against the target."
+)
+
+
 def _print_ratios(console: Any, reports: list[tuple[str, Any]]) -> list[Any]:
     """Print every suite's key ratios in one table and how many targets were met."""
     from rich.table import Table
 
-    table = Table(title="batchlog benchmarks: key ratios", title_justify="left")
+    table = Table(
+        title="batchlog benchmarks: key ratios",
+        title_justify="left",
+        caption=_COLUMNS_EXPLAINED,
+        caption_justify="left",
+    )
     table.add_column("suite")
     table.add_column("comparison")
     table.add_column("ratio", justify="right")
+    table.add_column("spread", justify="right")
+    table.add_column("repeats", justify="right")
     table.add_column("target", justify="right")
     table.add_column("result")
     verdicts = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: "[dim]info[/]"}
@@ -207,6 +231,8 @@ def _print_ratios(console: Any, reports: list[tuple[str, Any]]) -> list[Any]:
             ratio.suite,
             ratio.name,
             f"{ratio.value:.2f}x",
+            ratio.spread_text,
+            str(ratio.repeats),
             ratio.target_text,
             verdicts[ratio.passed],
         )

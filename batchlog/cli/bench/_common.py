@@ -21,6 +21,7 @@ __all__ = [
     "format_table",
     "platform_info",
     "run_threads",
+    "spread",
 ]
 
 
@@ -124,12 +125,36 @@ def check_lines(checks: Sequence[Check]) -> list[str]:
     return [f"{'PASS' if check.passed else 'FAIL'}  {check.label}" for check in checks]
 
 
+def spread(numerators: Sequence[float], denominators: Sequence[float]) -> tuple[float, float]:
+    """Return the lowest and highest of ``numerators[i] / denominators[i]``.
+
+    Repeat ``i`` of one side is paired with repeat ``i`` of the other, so the spread shows
+    how far the ratio moves when each side's repeats vary (a busy machine widens it). The
+    ratio of the two sides' best repeats (both smallest, or both largest) always lies
+    within it.
+
+    Raises:
+        ValueError: The sequences are empty or of different lengths.
+    """
+    if not numerators or len(numerators) != len(denominators):
+        msg = (
+            f"spread needs as many numerators as denominators, at least one: got "
+            f"{len(numerators)} and {len(denominators)}"
+        )
+        raise ValueError(msg)
+    ratios = [top / bottom for top, bottom in zip(numerators, denominators)]
+    return min(ratios), max(ratios)
+
+
 @dataclasses.dataclass(frozen=True)
 class Ratio:
     """A key comparison of a benchmark: a measured ratio and the target it is held to.
 
+    ``value`` is the best repeat of the numerator over the best repeat of the denominator.
     ``at_most`` says the target is an upper bound (a cost relative to a floor); otherwise
-    it is a lower bound (a speed-up). ``target`` None: shown for information.
+    it is a lower bound (a speed-up). ``target`` None: shown for information. ``low`` and
+    ``high`` are the ``spread`` of the per-repeat ratios over ``repeats`` repeats (None
+    when only the bests were kept).
     """
 
     suite: str
@@ -137,6 +162,44 @@ class Ratio:
     value: float
     target: float | None = None
     at_most: bool = False
+    low: float | None = None
+    high: float | None = None
+    repeats: int = 1
+
+    @classmethod
+    def of_repeats(
+        cls,
+        suite: str,
+        name: str,
+        numerators: Sequence[float],
+        denominators: Sequence[float],
+        target: float | None = None,
+        *,
+        at_most: bool = False,
+        best: Callable[[Sequence[float]], float] = min,
+    ) -> Ratio:
+        """The ratio of ``best`` of each side's repeats, with the ``spread`` of paired repeats.
+
+        ``best`` is ``min`` for times (smaller is better) and ``max`` for rates.
+        """
+        low, high = spread(numerators, denominators)
+        return cls(
+            suite,
+            name,
+            best(numerators) / best(denominators),
+            target,
+            at_most,
+            low,
+            high,
+            len(numerators),
+        )
+
+    @property
+    def spread_text(self) -> str:
+        """The spread as ``1.18`` to ``1.31x`` joined by an en dash; ``-`` when not kept."""
+        if self.low is None or self.high is None:
+            return "-"
+        return f"{self.low:.2f}\u2013{self.high:.2f}x"
 
     @property
     def passed(self) -> bool | None:

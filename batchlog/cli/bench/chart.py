@@ -20,8 +20,9 @@ def plot_ratios(ratios: Sequence[Ratio], path: str, *, platform: PlatformInfo, t
     """Draw one horizontal bar per ratio, its target as a black tick, and save it to ``path``.
 
     The axis is logarithmic (ratios run from about 1 to 100). A bar is green when its
-    target is met, red when not, grey when it has none; a label says ``<= 1.5x`` (a cost
-    that must stay under) or ``>= 3x`` (a speed-up that must reach).
+    target is met, red when not, grey when it has none; its error bar spans the ratio's
+    spread over the repeats; a label says ``<= 1.5x`` (a cost that must stay under) or
+    ``>= 3x`` (a speed-up that must reach).
 
     Raises:
         ImportError: matplotlib is not installed.
@@ -38,11 +39,21 @@ def plot_ratios(ratios: Sequence[Ratio], path: str, *, platform: PlatformInfo, t
     try:
         positions = list(range(len(ratios)))
         values = [ratio.value for ratio in ratios]
+        # The spread over repeats as an error bar; none where only the best was kept.
+        below = [
+            ratio.value - (ratio.low if ratio.low is not None else ratio.value) for ratio in ratios
+        ]
+        above = [
+            (ratio.high if ratio.high is not None else ratio.value) - ratio.value
+            for ratio in ratios
+        ]
         axes.barh(
             positions,
             values,
             color=[_COLOURS[ratio.passed] for ratio in ratios],
             height=0.62,
+            xerr=[below, above],
+            error_kw={"ecolor": "#424242", "elinewidth": 1, "capsize": 2},
         )
         for position, ratio in zip(positions, ratios):
             if ratio.target is not None:
@@ -54,7 +65,7 @@ def plot_ratios(ratios: Sequence[Ratio], path: str, *, platform: PlatformInfo, t
                 )
             target = "no target" if ratio.target is None else f"target {ratio.target_text}"
             axes.text(
-                max(ratio.value, ratio.target or 0.0) * 1.1,
+                max(ratio.high or ratio.value, ratio.target or 0.0) * 1.1,
                 position,
                 f"{ratio.value:.2f}x  ({target})",
                 va="center",
@@ -63,8 +74,10 @@ def plot_ratios(ratios: Sequence[Ratio], path: str, *, platform: PlatformInfo, t
         axes.set_yticks(positions)
         axes.set_yticklabels([f"{ratio.suite}: {ratio.name}" for ratio in ratios], fontsize=8)
         axes.set_xscale("log")
-        largest = max([*values, *(ratio.target or 1.0 for ratio in ratios)])
-        smallest = min([*values, 1.0])
+        largest = max(
+            [*values, *(ratio.high or 1.0 for ratio in ratios), *(r.target or 1.0 for r in ratios)]
+        )
+        smallest = min([*values, *(ratio.low or 1.0 for ratio in ratios), 1.0])
         axes.set_xlim(
             10 ** math.floor(math.log10(smallest)), 10 ** math.ceil(math.log10(largest * 6))
         )
@@ -77,6 +90,7 @@ def plot_ratios(ratios: Sequence[Ratio], path: str, *, platform: PlatformInfo, t
                 patches.Patch(color=_COLOURS[False], label="target missed"),
                 patches.Patch(color=_COLOURS[None], label="no target"),
                 lines.Line2D([], [], color="black", linewidth=2, label="target"),
+                lines.Line2D([], [], color="#424242", linewidth=1, label="spread over repeats"),
             ],
             loc="lower right",
             fontsize=8,

@@ -97,11 +97,16 @@ class Sizes:
     repeats: int
 
 
-def sizes(*, quick: bool = False, records: int | None = None) -> Sizes:
-    """Return the full sizes, the ``--quick`` ones, or ``records`` per thread once."""
+def sizes(*, quick: bool = False, records: int | None = None, repeats: int | None = None) -> Sizes:
+    """Return the full sizes, the ``--quick`` ones, or ``records`` per thread once.
+
+    ``repeats``, when given, replaces the number of repeats.
+    """
     if records is not None:
-        return Sizes(records, 1)
-    return Sizes(20_000, 3) if quick else Sizes(100_000, 5)
+        chosen = Sizes(records, 1)
+    else:
+        chosen = Sizes(20_000, 3) if quick else Sizes(100_000, 5)
+    return chosen if repeats is None else dataclasses.replace(chosen, repeats=repeats)
 
 
 class _NoopHandler(logging.Handler):
@@ -340,6 +345,7 @@ class _Best:
     us: float  # µs per record, best repeat
     dropped: int | None = None
     lost: int | None = None
+    repeats: list[float] = dataclasses.field(default_factory=list)  # µs per record, each
 
 
 def _fail(depth: int) -> None:
@@ -365,6 +371,7 @@ def _measure_logger(
     logger.setLevel(logging.INFO)
     best = _Best(float("inf"))
     worst_lost = 0
+    measured: list[float] = []
     for _ in range(repeats):
         handler = candidate.setup()
         logger.handlers = [handler]
@@ -389,10 +396,12 @@ def _measure_logger(
         outcome = candidate.finish(logged)
         dropped, lost = outcome if outcome is not None else (None, None)
         worst_lost = max(worst_lost, lost or 0)
+        measured.append(seconds * 1e6 / logged)
         if seconds * 1e6 / logged < best.us:
             best = _Best(seconds * 1e6 / logged, dropped, lost)
     if best.lost is not None:
         best.lost = worst_lost  # a loss in any repeat counts
+    best.repeats = measured
     return best
 
 
@@ -401,9 +410,9 @@ def _measure_handle(
     record: logging.LogRecord,
     calls: int,
     repeats: int,
-) -> float:
-    """Best µs per ``handler.handle(record)``; ``make()`` gives (handler, close)."""
-    best = float("inf")
+) -> list[float]:
+    """µs per ``handler.handle(record)`` in each repeat; ``make()`` gives (handler, close)."""
+    measured = []
     for _ in range(repeats):
         handler, close = make()
         handle = handler.handle
@@ -411,9 +420,9 @@ def _measure_handle(
         started = time.perf_counter()
         for _ in range(calls):
             handle(record)
-        best = min(best, (time.perf_counter() - started) * 1e6 / calls)
+        measured.append((time.perf_counter() - started) * 1e6 / calls)
         close()
-    return best
+    return measured
 
 
 def _batching_for_handle() -> tuple[logging.Handler, Call]:
@@ -449,6 +458,7 @@ def _measure_structlog(
 
     best = _Best(float("inf"))
     logged = threads * per_thread
+    measured: list[float] = []
     for _ in range(repeats):
         with open(os.devnull, "w", encoding="utf-8") as devnull:
             processor = None
@@ -478,8 +488,10 @@ def _measure_structlog(
                 metrics = processor.metrics
                 dropped = metrics.records_dropped + metrics.records_evicted
                 lost = logged - metrics.records_processed - dropped
+        measured.append(seconds * 1e6 / logged)
         if seconds * 1e6 / logged < best.us:
             best = _Best(seconds * 1e6 / logged, dropped, lost)
+    best.repeats = measured
     return best
 
 
@@ -597,7 +609,7 @@ def run(chosen: Sizes) -> Report:
     record = logging.getLogger("bench.handle").makeRecord(
         "bench.handle", logging.INFO, __file__, 1, "user %s logged in", (42,), None
     )
-    handle_us = {
+    handle_repeats = {
         name: _measure_handle(make, record, per_thread, repeats)
         for name, make in _HANDLE_CANDIDATES.items()
     }
@@ -614,7 +626,7 @@ def run(chosen: Sizes) -> Report:
                     structlog, threads, per_thread, repeats, batching=batching
                 )
 
-    checks, ratios = _targets(results, handle_us, structlog_results, exception_results)
+    checks, ratios = _targets(results, handle_repeats, structlog_results, exception_results)
     lost = sorted(
         {
             name
@@ -631,7 +643,7 @@ def run(chosen: Sizes) -> Report:
         platform=platform_info(),
         sizes=chosen,
         rows=rows,
-        handle_rows=[HandleRow(name, us) for name, us in handle_us.items()],
+        handle_rows=[HandleRow(name, min(us)) for name, us in handle_repeats.items()],
         structlog_rows=[
             LoggerRow(label, threads, best.us, 0.0, 1.0, best.dropped, best.lost)
             for (label, threads), best in structlog_results.items()
@@ -648,13 +660,15 @@ def run(chosen: Sizes) -> Report:
 
 def _targets(
     results: dict[tuple[str, int], _Best],
-    handle_us: dict[str, float],
+    handle_repeats: dict[str, list[float]],
     structlog_results: dict[tuple[str, int], _Best],
     exception_results: dict[str, _Best],
 ) -> tuple[list[Check], list[Ratio]]:
-    batching_handle = handle_us["BatchingHandler.handle"]
-    noop_handle = handle_us["Handler(no-op).handle"]
-    queue_handle = handle_us["QueueHandler.handle"]
+    batching_repeats = handle_repeats["BatchingHandler.handle"]
+    noop_repeats = handle_repeats["Handler(no-op).handle"]
+    queue_repeats = handle_repeats["QueueHandler.handle"]
+    batching_handle, noop_handle = min(batching_repeats), min(noop_repeats)
+    queue_handle = min(queue_repeats)
     info = {
         threads: results["BatchingHandler block", threads].us / results[FLOOR, threads].us
         for threads in THREAD_COUNTS
@@ -686,41 +700,46 @@ def _targets(
         ),
     ]
     ratios = [
-        Ratio(
+        Ratio.of_repeats(
             SUITE,
             "handle(): Batching / no-op Handler",
-            batching_handle / noop_handle,
+            batching_repeats,
+            noop_repeats,
             HANDLE_TARGET,
             at_most=True,
         ),
-        Ratio(
+        Ratio.of_repeats(
             SUITE,
             "handle(): QueueHandler / Batching",
-            queue_handle / batching_handle,
+            queue_repeats,
+            batching_repeats,
             QUEUE_HANDLE_TARGET,
         ),
         *(
-            Ratio(
+            Ratio.of_repeats(
                 SUITE,
                 f"info(), {threads} thread{'s' if threads > 1 else ''}: Batching / Null",
-                ratio,
+                results["BatchingHandler block", threads].repeats,
+                results[FLOOR, threads].repeats,
                 INFO_TARGET,
                 at_most=True,
             )
-            for threads, ratio in info.items()
+            for threads in THREAD_COUNTS
         ),
-        Ratio(
+        Ratio.of_repeats(
             SUITE,
             "exception(): Batching / Null",
-            exception,
+            exception_results["BatchingHandler block"].repeats,
+            exception_results[FLOOR].repeats,
             EXCEPTION_TARGET,
             at_most=True,
         ),
     ]
     if structlog_results:
         for threads in THREAD_COUNTS:
-            ours = structlog_results["BatchingProcessor", threads].us
-            theirs = structlog_results["JSONRenderer", threads].us
+            ours_best = structlog_results["BatchingProcessor", threads]
+            theirs_best = structlog_results["JSONRenderer", threads]
+            ours, theirs = ours_best.us, theirs_best.us
             checks.append(
                 Check(
                     f"structlog BatchingProcessor chain <= JSONRenderer chain, {threads} thread(s)"
@@ -729,10 +748,11 @@ def _targets(
                 )
             )
             ratios.append(
-                Ratio(
+                Ratio.of_repeats(
                     SUITE,
                     f"structlog {threads} thread{'s' if threads > 1 else ''}: ours / JSON",
-                    ours / theirs,
+                    ours_best.repeats,
+                    theirs_best.repeats,
                     STRUCTLOG_TARGET,
                     at_most=True,
                 )

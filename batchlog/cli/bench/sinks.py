@@ -86,11 +86,16 @@ class Sizes:
     repeats: int
 
 
-def sizes(*, quick: bool = False, records: int | None = None) -> Sizes:
-    """Return the full sizes, the ``--quick`` ones, or ``records`` batched (a tenth per record)."""
+def sizes(*, quick: bool = False, records: int | None = None, repeats: int | None = None) -> Sizes:
+    """Return the full sizes, the ``--quick`` ones, or ``records`` batched (a tenth per record).
+
+    ``repeats``, when given, replaces the number of repeats.
+    """
     if records is not None:
-        return Sizes(records, max(records // 10, 1), 1)
-    return Sizes(2_000, 200, 1) if quick else Sizes(20_000, 2_000, 3)
+        chosen = Sizes(records, max(records // 10, 1), 1)
+    else:
+        chosen = Sizes(2_000, 200, 1) if quick else Sizes(20_000, 2_000, 3)
+    return chosen if repeats is None else dataclasses.replace(chosen, repeats=repeats)
 
 
 def _available(*modules: str) -> bool:
@@ -271,10 +276,14 @@ def _records_in(kind: str, body: bytes) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """One timed run: records per second, and what the check after it found."""
+    """One timed run (or the best of several): records per second, what the checks found.
+
+    ``repeats`` holds every repeat's records per second when this is a best of them.
+    """
 
     per_second: float
     problem: str | None = None
+    repeats: tuple[float, ...] = ()
 
 
 def _log_through(
@@ -467,7 +476,11 @@ def _best_of(repeats: int, run: Callable[[int], Outcome]) -> Outcome:
     """The fastest of ``repeats`` runs; the first problem any run found."""
     outcomes = [run(number) for number in range(repeats)]
     best = max(outcomes, key=lambda outcome: outcome.per_second)
-    return Outcome(best.per_second, _first_problem(*(outcome.problem for outcome in outcomes)))
+    return Outcome(
+        best.per_second,
+        _first_problem(*(outcome.problem for outcome in outcomes)),
+        tuple(outcome.per_second for outcome in outcomes),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -605,11 +618,13 @@ def run(chosen: Sizes) -> Report:
     if ceiling.problem:
         lost.append(f"ceiling: {ceiling.problem}")
     ratios = [
-        Ratio(
+        Ratio.of_repeats(
             SUITE,
             f"{comparison.sink}: batched / per record",
-            comparison.ratio,
+            comparison.batched.repeats,
+            comparison.baseline.repeats,
             comparison.target,
+            best=max,  # records per second: more is better
         )
         for comparison in comparisons
     ]
