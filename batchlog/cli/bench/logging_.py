@@ -22,11 +22,12 @@ when importable (skipped otherwise).
    too); the close, where the worker renders them, is shown apart as ``worker``.
 4. structlog: ``[add_log_level, BatchingProcessor(...)]`` against
    ``[add_log_level, JSONRenderer()]`` printing to ``os.devnull``.
-5. What carrying the caller's context costs (measured after 1, so OpenTelemetry, imported
-   here, cannot touch the other rows): ``BatchingHandler block`` with a formatter (which
-   runs on the worker, under the same GIL), and with a formatter while a contextvar is
-   set (the contextvars are captured at emit); with OpenTelemetry imported
-   but no span; and inside a sampled span (the span's ids travel with the record).
+5. What carrying the caller's context costs (the OpenTelemetry rows are measured last,
+   so OpenTelemetry, imported for them, cannot touch the other rows): ``BatchingHandler
+   block`` with a formatter (which runs on the worker, under the same GIL), and with a
+   formatter while a contextvar is set (the contextvars are captured at emit); with
+   OpenTelemetry imported but no span; and inside a sampled span (the span's ids travel
+   with the record).
 """
 
 from __future__ import annotations
@@ -556,34 +557,6 @@ def run(chosen: Sizes) -> Report:
         for threads in THREAD_COUNTS
         for candidate in candidates
     }
-    sdk = _otel_sdk()
-    if sdk is not None:
-        later: list[_Candidate] = [
-            _OtelCandidate(sdk),
-            _InSpanCandidate(in_span=False),
-            _InSpanCandidate(in_span=True),
-        ]
-        results.update(
-            {
-                (candidate.name, threads): _measure_logger(candidate, threads, per_thread, repeats)
-                for threads in THREAD_COUNTS
-                for candidate in later
-            }
-        )
-    else:
-        notes.append("opentelemetry-sdk is not importable; its LoggingHandler is skipped")
-    rows = [
-        LoggerRow(
-            name,
-            threads,
-            best.us,
-            best.us - results[FLOOR, threads].us,
-            best.us / results[FLOOR, threads].us,
-            best.dropped,
-            best.lost,
-        )
-        for (name, threads), best in results.items()
-    ]
 
     exception_calls = max(1, per_thread // EXCEPTION_SHARE)
     holding = _BatchingCandidate("block", capacity=exception_calls, flush_interval=60.0)
@@ -625,6 +598,38 @@ def run(chosen: Sizes) -> Report:
                 structlog_results[label, threads] = _measure_structlog(
                     structlog, threads, per_thread, repeats, batching=batching
                 )
+
+    # Measured last: once OpenTelemetry is imported every emit asks for its span, and
+    # handle, exception and structlog above would pay for that too.
+    sdk = _otel_sdk()
+    if sdk is not None:
+        later: list[_Candidate] = [
+            _OtelCandidate(sdk),
+            _InSpanCandidate(in_span=False),
+            _InSpanCandidate(in_span=True),
+        ]
+        results.update(
+            {
+                (candidate.name, threads): _measure_logger(candidate, threads, per_thread, repeats)
+                for threads in THREAD_COUNTS
+                for candidate in later
+            }
+        )
+    else:
+        notes.append("opentelemetry-sdk is not importable; its LoggingHandler is skipped")
+
+    rows = [
+        LoggerRow(
+            name,
+            threads,
+            best.us,
+            best.us - results[FLOOR, threads].us,
+            best.us / results[FLOOR, threads].us,
+            best.dropped,
+            best.lost,
+        )
+        for (name, threads), best in results.items()
+    ]
 
     checks, ratios = _targets(results, handle_repeats, structlog_results, exception_results)
     lost = sorted(
