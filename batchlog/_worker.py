@@ -270,9 +270,18 @@ class Worker(Generic[T]):
                 continue
             self._wake_event.clear()
             intake.arm(capacity)
-            if len(intake) < capacity and not requests.pending and not intake.sealed:
+            if len(intake) < capacity and not self._woken_before_clear():
                 clock.wait(self._wake_event, remaining)
             intake.disarm()
+
+    def _woken_before_clear(self) -> bool:
+        """Whether a wake-up the worker's ``clear()`` may have swallowed is still due.
+
+        Each one leaves its mark before it sets the event: a request, the seal, or the
+        writer's finalizer (``unreferenced``). One set between the loop's checks and the
+        ``clear()`` is lost, so the wait looks at every mark again after it.
+        """
+        return bool(self.requests.pending) or self.intake.sealed or self.unreferenced
 
     def _wait_while_idle(self) -> float | None:
         """Sleep until a record arrives; return the start of its window, or None.
@@ -288,7 +297,7 @@ class Worker(Generic[T]):
         self._wake_event.clear()
         intake.arm(1)
         woken = False
-        if not len(intake) and not self.requests.pending and not intake.sealed:
+        if not len(intake) and not self._woken_before_clear():
             woken = clock.wait(self._wake_event, max(self.flush_interval, _IDLE_RECHECK), idle=True)
         intake.disarm()
         if not len(intake):
