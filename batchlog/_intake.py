@@ -112,6 +112,7 @@ class Intake(Generic[T]):
         "max_queue_size",
         "name",
         "reclaimed",
+        "reporting",
         "sealed",
         "stolen_by_worker",
     )
@@ -149,6 +150,9 @@ class Intake(Generic[T]):
         self._discard: deque[object] = deque(maxlen=0)
         self.reclaimed = 0
         self.in_flight = 0
+        #: A failed batch is counted and its report (``on_error``) not yet over: a flush
+        #: must not see the writer idle until it is.
+        self.reporting = False
 
     # ------------------------------------------------------------------ adding
 
@@ -565,3 +569,7 @@ class Intake(Generic[T]):
     def in_buffer(self) -> int:
         """Records accepted and not finished by the sink (call with ``lock`` held)."""
         return self._outstanding() + self.in_flight
+
+    def all_done(self) -> bool:
+        """Nothing accepted is unfinished, nor a failure unreported (call with ``lock`` held)."""
+        return self.in_buffer() == 0 and not self.reporting

@@ -349,6 +349,7 @@ class Worker(Generic[T]):
                 self._processed += size - failed
                 self._failed += failed
                 self._flush_errors += 1
+                self.intake.reporting = True  # a flush waits for on_error / the report
             self._last_duration = duration
             self._total_duration += duration
             self._max_duration = max(duration, self._max_duration)
@@ -356,6 +357,9 @@ class Worker(Generic[T]):
             if failure is not None:
                 self._report_failure(failure, failed_records, size)
         finally:
+            if failure is not None:
+                with self._counts_lock:
+                    self.intake.reporting = False
             if self._clear_buffers:
                 batch.clear()
         if failure is not None and self._must_stop(failure):

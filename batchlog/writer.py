@@ -434,9 +434,14 @@ class BatchWriter(Generic[T]):
 
         Returns:
             True once ``flush_fn`` has returned or raised for all of them (``metrics``
-            already counts those batches); False if the timeout passed first, if the
+            already counts those batches) and each failure among them has been reported
+            (``on_error`` has returned); False if the timeout passed first, if the
             worker ended before it got to them, or if called from inside ``flush_fn``
-            (the flush then happens after the current batch).
+            or ``on_error`` (the flush then happens after the current batch).
+
+        .. versionchanged:: 0.2.0
+           Also waits for the report of a failed batch (``on_error``), not only for
+           ``flush_fn``.
         """
         timeout = _check_timeout(timeout)
         if self._nothing_unfinished():
@@ -453,7 +458,7 @@ class BatchWriter(Generic[T]):
     def _nothing_unfinished(self) -> bool:
         intake = self._intake
         with intake.lock:
-            return intake.in_buffer() == 0
+            return intake.all_done()
 
     def close(self, timeout: float | None = None) -> bool:
         """Stop accepting records, hand every accepted one to ``flush_fn``, end the worker.

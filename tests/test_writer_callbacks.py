@@ -233,3 +233,57 @@ def test_when_the_worker_thread_itself_ends_every_waiter_is_released(
         assert "the worker ended on SystemExit" in capfd.readouterr().err
     finally:
         writer.close(timeout=WAIT)
+
+
+def test_flush_waits_for_on_error_of_a_failed_batch_not_only_for_the_sink() -> None:
+    """A flush that returns True has seen every failure reported: ``on_error`` returned.
+
+    The worker counts a failed batch before it calls ``on_error``; a flush arriving in
+    between (here: while ``on_error`` is held) must not take the writer for idle.
+    """
+    entered = threading.Event()
+    release = threading.Event()
+    handled: list[list[str]] = []
+
+    def failing_sink(batch: list[str]) -> None:
+        raise ValueError("the collector refused the batch")
+
+    def on_error(error: Exception, records: list[str]) -> None:
+        entered.set()
+        assert release.wait(WAIT)
+        handled.append(list(records))
+
+    writer: BatchWriter[str] = BatchWriter(10, 60.0, failing_sink, on_error=on_error)
+    try:
+        writer.add("lost?")
+        flushing = threading.Thread(target=writer.flush, args=(WAIT,))
+        flushing.start()
+        assert entered.wait(WAIT)
+        # The batch is counted as failed already; its report is not over.
+        assert writer.metrics.records_failed == 1
+        assert writer.flush(timeout=0) is False
+        release.set()
+        assert writer.flush(timeout=WAIT) is True
+        assert handled == [["lost?"]]
+        flushing.join(WAIT)
+        assert not flushing.is_alive()
+    finally:
+        release.set()
+        writer.close(timeout=WAIT)
+
+
+def test_flush_from_inside_on_error_returns_false_at_once() -> None:
+    """``on_error`` runs on the worker: a flush there cannot wait for itself."""
+    results: list[bool] = []
+    writer: BatchWriter[str] = BatchWriter(
+        10,
+        60.0,
+        lambda batch: 1 / 0,
+        on_error=lambda error, records: results.append(writer.flush(timeout=WAIT)),
+    )
+    try:
+        writer.add("x")
+        assert writer.flush(timeout=WAIT) is True
+        assert results == [False]
+    finally:
+        writer.close(timeout=WAIT)
