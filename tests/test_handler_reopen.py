@@ -140,6 +140,8 @@ def test_reconfiguring_200_times_leaks_no_thread_descriptor_or_memory(tmp_path, 
 
     reconfigure(20)  # warm up: caches, the first writers' one-off allocations
     threads, descriptors = threading.active_count(), len(os.listdir("/proc/self/fd"))
+    # Workers of earlier tests' writers (still referenced there) are not this test's.
+    workers_before = {id(o) for o in gc.get_objects() if type(o).__name__ == "Worker"}
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     reconfigure(200)
@@ -151,7 +153,9 @@ def test_reconfiguring_200_times_leaks_no_thread_descriptor_or_memory(tmp_path, 
     # 400 writers were made: kept, they would hold megabytes (each has its queues and
     # thread). A few dozen may still wait for the collector's next pass (seen on 3.9).
     assert grown < 1_000_000, f"{grown} bytes more after 200 reconfigurations"
-    workers = [o for o in gc.get_objects() if type(o).__name__ == "Worker"]
+    workers = [
+        o for o in gc.get_objects() if type(o).__name__ == "Worker" and id(o) not in workers_before
+    ]
     assert len(workers) < 50, f"{len(workers)} workers of 400 writers are still alive"
     # Each dictConfig closed it (reopened, it is known to logging again) and it reopened.
     assert attached.metrics.reopened == 220
@@ -162,9 +166,36 @@ def test_reconfiguring_200_times_leaks_no_thread_descriptor_or_memory(tmp_path, 
     attached.close()
 
 
+def _logging_drops_nested_records() -> bool:
+    """Whether ``logging`` itself ignores a record logged while this thread handles one.
+
+    CPython 3.13.4 and 3.13.5 do (gh-91555, reverted after): the nested record never
+    reaches a handler, so there is nothing for batchlog to count.
+    """
+    probe = logging.getLogger("batchlog-tests.nested-probe")
+    seen: list[str] = []
+
+    class Nesting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+            if record.getMessage() == "outer":
+                probe.warning("inner")
+
+    handler = Nesting()
+    probe.addHandler(handler)
+    probe.propagate = False
+    try:
+        probe.warning("outer")
+    finally:
+        probe.removeHandler(handler)
+        probe.propagate = True
+    return seen == ["outer"]
+
+
 def test_a_sink_logging_while_it_reopens_does_not_deadlock(make_handler, make_logger):
     """A sink whose reopen() logs through the handler it serves (a client library logging
-    on connect): that record is dropped and counted, the reopening finishes."""
+    on connect): that record is dropped and counted, the reopening finishes. (Where
+    ``logging`` drops it before any handler sees it, it is not batchlog's to count.)"""
     logged: list[str] = []
 
     class LoggingSink(RecordingSink):
@@ -179,4 +210,4 @@ def test_a_sink_logging_while_it_reopens_does_not_deadlock(make_handler, make_lo
     logger.info("after")
     assert handler.writer.flush(timeout=WAIT)
     assert (logged, messages(sink)) == (["reopen"], ["after"])
-    assert handler.metrics.records_dropped == 1
+    assert handler.metrics.records_dropped == (0 if _logging_drops_nested_records() else 1)

@@ -6,6 +6,7 @@ up-front reservation would cost (tens of MiB or more).
 
 from __future__ import annotations
 
+import threading
 import tracemalloc
 from collections.abc import Iterator
 from typing import Any
@@ -125,12 +126,21 @@ def test_a_chunk_made_after_the_worker_gave_slots_back_keeps_the_deque_bounded(
     make_writer: Any,
 ) -> None:
     """An adder that found no free slot, then lost the race to the worker's give-back,
-    tops the deque up to the bound instead of stacking a whole chunk on top of it."""
+    tops the deque up to the bound instead of stacking a whole chunk on top of it.
+
+    The sink is held through the burst, so every slot of it is made by an adder before
+    the worker gives any back (a worker running alongside, as on a free-threaded build,
+    would hand slots back for reuse and fewer chunks would be made).
+    """
+    burst_done = threading.Event()
     writer: BatchWriter[Any] = make_writer(
-        lambda batch: None, capacity=1_000, max_queue_size=200_000
+        lambda batch: burst_done.wait(WAIT), capacity=1_000, max_queue_size=200_000
     )
-    for _ in range(10_000):
-        writer.add("burst")
+    try:
+        for _ in range(10_000):
+            writer.add("burst")
+    finally:
+        burst_done.set()
     assert writer.flush(timeout=WAIT) is True
     intake = writer._intake
     assert len(intake._slots) == 4096  # given back, capped
