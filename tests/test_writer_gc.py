@@ -86,8 +86,8 @@ class _FinalizerAtNow(FakeClock):
 
     The worker reads the time between its loop's checks and the ``clear()`` before it
     waits: the finalizer's wake-up landing there is the one a ``clear()`` would swallow.
-    The worker's first read waits until the test has handed over the writer's parts
-    (``ready``). Any wait begun after the finalizer ran is noted and ended at once, so a
+    The worker's first read waits until the test has handed over the writer's parts and
+    added its records (``ready``). Any wait begun after the finalizer ran is noted and ended at once, so a
     worker that would have slept (60 s here) fails the test quickly instead of hanging it.
     """
 
@@ -129,8 +129,9 @@ class _FinalizerAtNow(FakeClock):
     [
         # Idle: the first time read, on its way into the idle wait.
         ([], 1),
-        # A record waits for its window: woken by it, the worker stamps the window (one
-        # read, before the loop's checks), then reads how long is left (the second).
+        # A record waits for its window: the worker reads the time once before the
+        # loop's checks (into the idle wait, or stamping the window), then reads how long
+        # is left (the second).
         (["waiting"], 2),
     ],
     ids=["idle", "window"],
@@ -148,9 +149,12 @@ def test_the_finalizer_between_the_workers_checks_and_its_wait_is_not_missed(
     intake = writer._intake
     clock.holding = lambda: len(intake) > 0
     clock.finalize = worker.close_unreferenced  # what the writer's weakref.finalize calls
-    clock.ready.set()
+    # Added while the worker is held at its first time read, the record is there whichever
+    # read that is (on its way into the idle wait, or stamping the window), so the count
+    # of reads with a record waiting does not depend on how the threads interleave.
     for record in records:
         writer.add(record)
+    clock.ready.set()
     assert clock.fired.wait(WAIT)
     thread = worker._thread
     assert thread is not None
