@@ -52,6 +52,14 @@ _KEEP_FREE = 4096  # free slots kept in the deque; more go back to the unmade so
 _EVICTIONS = 2**62  # more evictions than any process makes: the count-down never runs out
 _SPACE_RECHECK = 0.25  # a blocked add looks again this often, in case a wake-up is lost
 _NOT_A_SLOT = object()  # never in ``_slots``: lets ``iter(pop, sentinel)`` drain it in C
+# Times an evicting add finding no record to evict (every slot held by adders that have not
+# appended yet) lets those adders run before it refuses: their append is the next step.
+_EVICT_YIELDS = 100
+
+
+def _yield_to_adders() -> None:
+    """Let other threads run a step (``sleep(0)`` releases the GIL and yields the CPU)."""
+    time.sleep(0)
 
 
 class Owner(Protocol):
@@ -324,8 +332,21 @@ class Intake(Generic[T]):
         """Put ``record`` in the place of the oldest waiting one; False if none can go.
 
         Under the lock, so the worker (which takes batches under it) and other evicting
-        callers cannot empty the queue between the look and the append.
+        callers cannot empty the queue between the look and the append. With no record
+        waiting and no slot free, every slot is with an adder between taking it and
+        appending (lock-free, two steps apart; truly at once on a free-threaded build):
+        it is let run, up to ``_EVICT_YIELDS`` times, before the eviction gives up (an
+        adder interrupted there holds its slot until close reclaims it).
         """
+        for _ in range(_EVICT_YIELDS):
+            placed = self._evict_once(record)
+            if placed is not None:
+                return placed and (len(self._queue) < self._signal_at or self._signal())
+            _yield_to_adders()
+        return False
+
+    def _evict_once(self, record: T) -> bool | None:
+        """One try of ``_evict_for``: True placed, False refused, None nothing to evict yet."""
         with self.lock:
             if self.sealed:
                 return False
@@ -333,7 +354,7 @@ class Intake(Generic[T]):
                 self._pop_slot()  # the worker may have freed a slot since we looked
             except IndexError:
                 if not self._queue:
-                    return False  # every slot is with an adder that has not appended yet
+                    return None  # every slot is with an adder that has not appended yet
                 # One C call pops the oldest record and counts it (zip pulls one from each),
                 # so no interrupt can evict without counting, on any Python.
                 self._discard.extend(
@@ -342,7 +363,7 @@ class Intake(Generic[T]):
                     )
                 )  # its slot passes to the new record
             self._append_record(record)
-        return len(self._queue) < self._signal_at or self._signal()
+            return True
 
     def _signal(self) -> bool:
         """Wake the worker, which asked for it; False if the record came after the end."""

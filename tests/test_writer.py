@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import operator
 import threading
 import time
 import uuid
@@ -13,6 +14,7 @@ from typing import Any
 
 import freezegun
 import pytest
+from conftest import BlockingSink
 
 from batchlog import (
     BatchlogError,
@@ -23,6 +25,7 @@ from batchlog import (
     MissingFlushFunctionError,
     QueueFullError,
     WriterClosedError,
+    _intake,
 )
 from batchlog._report import StderrReporter
 
@@ -1229,3 +1232,63 @@ def test_bad_timeout_raises_naming_timeout(make_writer, sink, method, timeout, e
     writer = make_writer(sink)
     with pytest.raises(expected, match="timeout"):
         call_with_timeout(writer, method, timeout)
+
+
+# An adder takes its slot and appends its record in two lock-free steps. An evicting add
+# landing between them finds no free slot and no record to evict; these tests stand in for
+# that adder by taking the slot themselves and appending (or not) when the evicting add
+# lets other threads run.
+
+
+def _full_with_a_slot_held(monkeypatch: pytest.MonkeyPatch) -> tuple[BatchWriter[str], Any, Any]:
+    """capacity 1, max_queue_size 1: one batch held in the sink, the only slot held too."""
+    sink = BlockingSink()
+    writer: BatchWriter[str] = BatchWriter(1, 3600.0, sink, max_queue_size=1)
+    writer.add("in the sink")
+    assert sink.entered.wait(WAIT)
+    intake = writer._intake
+    intake._pop_slot()  # the adder's first step: its slot is taken, its record not there
+    assert not intake._slots
+    assert not len(intake)
+    assert not operator.length_hint(intake._unmade)
+    return writer, sink, intake
+
+
+def test_an_evicting_add_lets_an_adder_between_its_two_steps_finish(monkeypatch) -> None:
+    """The evicting add yields; the adder appends; its record is the one evicted."""
+    writer, sink, intake = _full_with_a_slot_held(monkeypatch)
+    yields = []
+
+    def adder_finishes() -> None:
+        yields.append(1)
+        if len(yields) == 1:
+            intake._append_record("the adder's")  # the adder's second step
+
+    monkeypatch.setattr(_intake, "_yield_to_adders", adder_finishes)
+    try:
+        assert writer.try_add("evicting", evict_oldest=True) is True
+    finally:
+        sink.release()
+        assert writer.close(timeout=WAIT) is True
+    assert len(yields) == 1
+    assert sink.records == ["in the sink", "evicting"]
+    metrics = writer.metrics
+    assert (metrics.records_evicted, metrics.records_dropped) == (1, 0)
+
+
+def test_an_evicting_add_gives_up_on_an_adder_that_never_appends(monkeypatch) -> None:
+    """An adder interrupted between its steps: the evicting add refuses after its yields,
+    counted as dropped, and the adder's record is still accepted when it does append."""
+    writer, sink, intake = _full_with_a_slot_held(monkeypatch)
+    yields = []
+    monkeypatch.setattr(_intake, "_yield_to_adders", lambda: yields.append(1))
+    try:
+        assert writer.try_add("evicting", evict_oldest=True) is False
+        assert len(yields) == _intake._EVICT_YIELDS
+        assert writer.metrics.records_dropped == 1
+        assert intake._append("the adder's, late") is True
+    finally:
+        sink.release()
+        assert writer.close(timeout=WAIT) is True
+    assert sink.records == ["in the sink", "the adder's, late"]
+    assert writer.metrics.records_evicted == 0
