@@ -87,8 +87,9 @@ class _FinalizerAtNow(FakeClock):
     The worker reads the time between its loop's checks and the ``clear()`` before it
     waits: the finalizer's wake-up landing there is the one a ``clear()`` would swallow.
     The worker's first read waits until the test has handed over the writer's parts and
-    added its records (``ready``). Any wait begun after the finalizer ran is noted and ended at once, so a
-    worker that would have slept (60 s here) fails the test quickly instead of hanging it.
+    added its records (``ready``). Any wait begun after the finalizer ran is noted and
+    ended at once, so a worker that would have slept (60 s here) fails the test quickly
+    instead of hanging it.
     """
 
     def __init__(self, *, call: int, when_holding: bool) -> None:
