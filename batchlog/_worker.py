@@ -339,21 +339,23 @@ class Worker(Generic[T]):
         failed_records = (
             failure.failed_in(batch) if isinstance(failure, FailedRecordsError) else batch
         )
-        with self._counts_lock:
-            self.intake.in_flight = 0
-            self._flush_count += 1
-            if failure is None:
-                self._processed += size
-            else:
-                failed = len(failed_records)
-                self._processed += size - failed
-                self._failed += failed
-                self._flush_errors += 1
-                self.intake.reporting = True  # a flush waits for on_error / the report
-            self._last_duration = duration
-            self._total_duration += duration
-            self._max_duration = max(duration, self._max_duration)
+        # The try starts before the counts: an interrupt landing anywhere after the flag is
+        # set (even as the lock's with-block ends) still clears it.
         try:
+            with self._counts_lock:
+                self.intake.in_flight = 0
+                self._flush_count += 1
+                if failure is None:
+                    self._processed += size
+                else:
+                    failed = len(failed_records)
+                    self._processed += size - failed
+                    self._failed += failed
+                    self._flush_errors += 1
+                    self.intake.reporting = True  # a flush waits for on_error / the report
+                self._last_duration = duration
+                self._total_duration += duration
+                self._max_duration = max(duration, self._max_duration)
             if failure is not None:
                 self._report_failure(failure, failed_records, size)
         finally:
