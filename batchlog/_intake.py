@@ -52,9 +52,14 @@ _KEEP_FREE = 4096  # free slots kept in the deque; more go back to the unmade so
 _EVICTIONS = 2**62  # more evictions than any process makes: the count-down never runs out
 _SPACE_RECHECK = 0.25  # a blocked add looks again this often, in case a wake-up is lost
 _NOT_A_SLOT = object()  # never in ``_slots``: lets ``iter(pop, sentinel)`` drain it in C
-# Times an evicting add finding no record to evict (every slot held by adders that have not
-# appended yet) lets those adders run before it refuses: their append is the next step.
+# An evicting add finding no record to evict (every slot held by adders that have not
+# appended yet) lets those adders run, at most this many times and for about this many
+# seconds (at least once), before it refuses: their append is their next step.
 _EVICT_YIELDS = 100
+_EVICT_PATIENCE = 0.002
+
+
+_monotonic = time.monotonic  # the eviction's patience is measured with it (tests replace it)
 
 
 def _yield_to_adders() -> None:
@@ -335,15 +340,20 @@ class Intake(Generic[T]):
         callers cannot empty the queue between the look and the append. With no record
         waiting and no slot free, every slot is with an adder between taking it and
         appending (lock-free, two steps apart; truly at once on a free-threaded build):
-        it is let run, up to ``_EVICT_YIELDS`` times, before the eviction gives up (an
-        adder interrupted there holds its slot until close reclaims it).
+        it is let run, up to ``_EVICT_YIELDS`` times within about ``_EVICT_PATIENCE``
+        seconds, before the eviction gives up (an adder interrupted there holds its slot
+        until close reclaims it).
         """
-        for _ in range(_EVICT_YIELDS):
-            placed = self._evict_once(record)
-            if placed is not None:
-                return placed and (len(self._queue) < self._signal_at or self._signal())
+        give_up_at = _monotonic() + _EVICT_PATIENCE
+        yields = 0
+        placed = self._evict_once(record)
+        while placed is None:
+            if yields == _EVICT_YIELDS or (yields and _monotonic() >= give_up_at):
+                return False
             _yield_to_adders()
-        return False
+            yields += 1
+            placed = self._evict_once(record)
+        return placed and (len(self._queue) < self._signal_at or self._signal())
 
     def _evict_once(self, record: T) -> bool | None:
         """One try of ``_evict_for``: True placed, False refused, None nothing to evict yet."""

@@ -1240,7 +1240,7 @@ def test_bad_timeout_raises_naming_timeout(make_writer, sink, method, timeout, e
 # lets other threads run.
 
 
-def _full_with_a_slot_held(monkeypatch: pytest.MonkeyPatch) -> tuple[BatchWriter[str], Any, Any]:
+def _full_with_a_slot_held() -> tuple[BatchWriter[str], Any, Any]:
     """capacity 1, max_queue_size 1: one batch held in the sink, the only slot held too."""
     sink = BlockingSink()
     writer: BatchWriter[str] = BatchWriter(1, 3600.0, sink, max_queue_size=1)
@@ -1256,7 +1256,7 @@ def _full_with_a_slot_held(monkeypatch: pytest.MonkeyPatch) -> tuple[BatchWriter
 
 def test_an_evicting_add_lets_an_adder_between_its_two_steps_finish(monkeypatch) -> None:
     """The evicting add yields; the adder appends; its record is the one evicted."""
-    writer, sink, intake = _full_with_a_slot_held(monkeypatch)
+    writer, sink, intake = _full_with_a_slot_held()
     yields = []
 
     def adder_finishes() -> None:
@@ -1279,9 +1279,10 @@ def test_an_evicting_add_lets_an_adder_between_its_two_steps_finish(monkeypatch)
 def test_an_evicting_add_gives_up_on_an_adder_that_never_appends(monkeypatch) -> None:
     """An adder interrupted between its steps: the evicting add refuses after its yields,
     counted as dropped, and the adder's record is still accepted when it does append."""
-    writer, sink, intake = _full_with_a_slot_held(monkeypatch)
+    writer, sink, intake = _full_with_a_slot_held()
     yields = []
     monkeypatch.setattr(_intake, "_yield_to_adders", lambda: yields.append(1))
+    monkeypatch.setattr(_intake, "_EVICT_PATIENCE", 3600.0)  # the count decides here
     try:
         assert writer.try_add("evicting", evict_oldest=True) is False
         assert len(yields) == _intake._EVICT_YIELDS
@@ -1292,3 +1293,27 @@ def test_an_evicting_add_gives_up_on_an_adder_that_never_appends(monkeypatch) ->
         assert writer.close(timeout=WAIT) is True
     assert sink.records == ["in the sink", "the adder's, late"]
     assert writer.metrics.records_evicted == 0
+
+
+def test_an_evicting_add_waits_for_such_an_adder_only_a_moment(monkeypatch) -> None:
+    """With the GIL a yield can take a switch interval (5 ms): the yields stop once
+    ``_EVICT_PATIENCE`` has passed, after the first."""
+    writer, sink, intake = _full_with_a_slot_held()
+    now = [0.0]
+    yields = []
+
+    def slow_yield() -> None:
+        yields.append(1)
+        now[0] += 0.005  # each one takes a whole switch interval
+
+    monkeypatch.setattr(_intake, "_monotonic", lambda: now[0])
+    monkeypatch.setattr(_intake, "_yield_to_adders", slow_yield)
+    try:
+        assert writer.try_add("evicting", evict_oldest=True) is False
+        assert len(yields) == 1
+        assert writer.metrics.records_dropped == 1
+        assert intake._append("the adder's, late") is True
+    finally:
+        sink.release()
+        assert writer.close(timeout=WAIT) is True
+    assert sink.records == ["in the sink", "the adder's, late"]
