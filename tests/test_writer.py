@@ -1276,16 +1276,31 @@ def test_an_evicting_add_lets_an_adder_between_its_two_steps_finish(monkeypatch)
     assert (metrics.records_evicted, metrics.records_dropped) == (1, 0)
 
 
-def test_an_evicting_add_gives_up_on_an_adder_that_never_appends(monkeypatch) -> None:
+@pytest.mark.parametrize("limit", ["count", "time"])
+def test_an_evicting_add_gives_up_on_an_adder_that_never_appends(monkeypatch, limit) -> None:
     """An adder interrupted between its steps: the evicting add refuses after its yields,
-    counted as dropped, and the adder's record is still accepted when it does append."""
+    counted as dropped, and the adder's record is still accepted when it does append.
+
+    The yields stop after ``_EVICT_YIELDS`` of them ("count"), or once ``_EVICT_PATIENCE``
+    has passed, after the first ("time": with the GIL one yield can take a whole switch
+    interval, 5 ms).
+    """
     writer, sink, intake = _full_with_a_slot_held()
+    now = [0.0]
     yields = []
-    monkeypatch.setattr(_intake, "_yield_to_adders", lambda: yields.append(1))
-    monkeypatch.setattr(_intake, "_EVICT_PATIENCE", 3600.0)  # the count decides here
+
+    def yield_to_adders() -> None:
+        yields.append(1)
+        if limit == "time":
+            now[0] += 0.005
+
+    monkeypatch.setattr(_intake, "_monotonic", lambda: now[0])
+    monkeypatch.setattr(_intake, "_yield_to_adders", yield_to_adders)
+    if limit == "count":
+        monkeypatch.setattr(_intake, "_EVICT_PATIENCE", 3600.0)
     try:
         assert writer.try_add("evicting", evict_oldest=True) is False
-        assert len(yields) == _intake._EVICT_YIELDS
+        assert len(yields) == (_intake._EVICT_YIELDS if limit == "count" else 1)
         assert writer.metrics.records_dropped == 1
         assert intake._append("the adder's, late") is True
     finally:
@@ -1293,27 +1308,3 @@ def test_an_evicting_add_gives_up_on_an_adder_that_never_appends(monkeypatch) ->
         assert writer.close(timeout=WAIT) is True
     assert sink.records == ["in the sink", "the adder's, late"]
     assert writer.metrics.records_evicted == 0
-
-
-def test_an_evicting_add_waits_for_such_an_adder_only_a_moment(monkeypatch) -> None:
-    """With the GIL a yield can take a switch interval (5 ms): the yields stop once
-    ``_EVICT_PATIENCE`` has passed, after the first."""
-    writer, sink, intake = _full_with_a_slot_held()
-    now = [0.0]
-    yields = []
-
-    def slow_yield() -> None:
-        yields.append(1)
-        now[0] += 0.005  # each one takes a whole switch interval
-
-    monkeypatch.setattr(_intake, "_monotonic", lambda: now[0])
-    monkeypatch.setattr(_intake, "_yield_to_adders", slow_yield)
-    try:
-        assert writer.try_add("evicting", evict_oldest=True) is False
-        assert len(yields) == 1
-        assert writer.metrics.records_dropped == 1
-        assert intake._append("the adder's, late") is True
-    finally:
-        sink.release()
-        assert writer.close(timeout=WAIT) is True
-    assert sink.records == ["in the sink", "the adder's, late"]
