@@ -464,26 +464,22 @@ def test_the_batchlog_script_is_the_same_command(tmp_path):
     assert script.exists(), f"no {script}: install the package (pip install -e '.[test]')"
     env = {key: value for key, value in os.environ.items() if key not in _RICH_FORCING}
     env.update(PYTHONPATH=str(REPO_ROOT), COLUMNS="200", NO_COLOR="1")
-    ran = subprocess.run(
-        [str(script), "replay", "--help"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+
+    def run_script(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(script), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    ran = run_script("replay", "--help")
     assert (ran.returncode, ran.stderr) == (0, "")
     assert ran.stdout.startswith("usage: batchlog replay ")
-    bad = subprocess.run(
-        [str(script), "nope"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    bad = run_script("nope")
     assert bad.returncode == 2
     assert bad.stderr.startswith("batchlog: error: ")
     assert len(bad.stderr.splitlines()) == 1
