@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -180,7 +181,10 @@ def test_records_stored_exactly_once_after_warm_shutdown(tmp_path, db, redis_url
             waited = time.monotonic()
             deadline = waited + RESULTS_TIMEOUT + 10.0
             while client.poll() is None and worker.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)  # polling two processes: a worker that died ends the wait
+                # Wait on the client, looking at the worker between waits: one that died
+                # ends the wait too.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    client.wait(0.05)
             if client.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(client.pid, signal.SIGKILL)
