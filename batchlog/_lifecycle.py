@@ -443,6 +443,8 @@ def _deliver_on_celery_child_shutdown(**_signal_arguments: object) -> None:
 
 #: POSIX: a signal can be blocked and found pending (not on Windows).
 _CAN_HOLD_SIGNALS = hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigpending")
+#: A pending signal can be taken back (not on macOS, which has no watch either).
+_CAN_TAKE_BACK = hasattr(signal, "sigtimedwait")
 
 #: Modules whose code may hold a lock the sink's thread needs: a SIGTERM that lands in them
 #: is handled on the standby thread instead of where it landed.
@@ -460,20 +462,35 @@ class _SigtermHandler:
     A SIGTERM sent to the process still reaches the handler through another thread.
     """
 
-    __slots__ = ("chained", "chaining", "delivered", "previous", "terminating")
+    __slots__ = (
+        "_start_lock",
+        "chained",
+        "chaining",
+        "delivered",
+        "previous",
+        "started",
+        "terminating",
+    )
 
     def __init__(self) -> None:
         self.previous: Any = signal.SIG_DFL
+        self.started = False  # the handler ran in this process (set as it starts)
         self.terminating = False
         self.delivered = False
         self.chained = False
         self.chaining = False
+        # Held by the watch from its look at `started` to its signal, so that a start
+        # cannot cross a signal sent again (see `send_unless_started`). A plain lock: each
+        # side gives up after _START_WAIT; none takes it over from the other.
+        self._start_lock = threading.Lock()
 
     def reset_after_fork(self) -> None:
         """A child inherits the handler but none of the parent's termination."""
         if self.chained and _CAN_HOLD_SIGNALS:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # not the child's
-        self.terminating = self.delivered = self.chained = self.chaining = False
+        self.started = self.terminating = self.delivered = False
+        self.chained = self.chaining = False
+        self._start_lock = threading.Lock()  # the watch may have held it at the fork
 
     def install(self, *, watch: bool) -> None:
         """Install it (idempotent); remember the handler in place to chain to it.
@@ -495,14 +512,39 @@ class _SigtermHandler:
             os.register_at_fork(after_in_child=_WATCH.after_fork_in_child)
 
     def unanswered(self) -> bool:
-        """Whether a SIGTERM on the default path got no answer yet (see ``_SigtermWatch``).
+        """Whether a SIGTERM got no answer yet (see ``_SigtermWatch``).
 
-        Either the handler has not started (no framework's handler before it, so nothing
-        else ends the process), or the standby delivered and its signal went unanswered.
+        Either the handler has not started (nor, through it, a framework's handler chained
+        to), or the standby delivered and its signal went unanswered.
         """
-        if callable(self.previous) or self.previous == signal.SIG_IGN:
+        if self.previous == signal.SIG_IGN:
             return False
-        return self.delivered or not self.terminating
+        return self.delivered or not self.started
+
+    def send_unless_started(self, send: Callable[[], object]) -> bool:
+        """Call ``send`` (the watch's signal sent again) if the SIGTERM is unanswered.
+
+        The handler, as it starts, waits for a ``send`` under way, so it knows where that
+        signal went: into this start (coalesced, or run inside it and returning at once),
+        or pending on the main thread, blocked, where the chained handler takes it back.
+        A start never crosses it unseen, to call a framework's handler twice, or to leave a
+        SIGTERM pending that would end the process at its exit.
+        """
+        if not self._start_lock.acquire(timeout=_START_WAIT):
+            return False
+        try:
+            if not self.unanswered():
+                return False
+            send()
+            return True
+        finally:
+            self._start_lock.release()
+
+    def _wait_for_a_send(self) -> None:
+        """At the handler's start: let a signal the watch is sending arrive first."""
+        lock = self._start_lock
+        if lock.acquire(timeout=_START_WAIT):
+            lock.release()
 
     def held(self) -> bool:
         """Whether a SIGTERM waits, blocked, for the records to be delivered."""
@@ -511,31 +553,50 @@ class _SigtermHandler:
     def __call__(self, signum: int, frame: Any) -> None:
         if self.delivered:  # delivered on the standby thread, which signalled us again
             self.terminate()
+        self.started = True
+        if _runs_in_the_handler(frame):
+            # A signal that landed while this handler runs: the same SIGTERM (the watch's,
+            # sent again as the handler started, or a second one), which that run answers.
+            return
         previous = self.previous
         # The interrupted code may hold a lock of ours or of logging's that delivering (or
         # asking for it) needs: then that work goes to the standby thread.
         landed_in_lock = _landed_in_locking_code(frame)
         if callable(previous) and not self.chaining:
-            # Someone else ends the process (a framework's graceful shutdown): have the
-            # records on their way now; its exit delivers the rest.
-            self.chained = True
-            if _CAN_HOLD_SIGNALS:
-                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-            if not (landed_in_lock and run_on_standby(_flush_all_soon)):
-                _flush_all_soon()
-            self.chaining = True  # a handler that chains back to us: the default, below
-            try:
-                previous(signum, frame)
-            finally:
-                self.chaining = False
+            self._chain(previous, signum, frame, landed_in_lock=landed_in_lock)
             return
         if previous == signal.SIG_IGN or self.terminating:
             return
         self.terminating = True
-        if landed_in_lock and _CAN_HOLD_SIGNALS and run_on_standby(self._deliver_then_signal):
-            return  # the standby signals us again when done
+        if landed_in_lock and _CAN_HOLD_SIGNALS:
+            if self.chained:  # chained back to us: the standby's signal must reach us
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+            if run_on_standby(self._deliver_then_signal):
+                return  # the standby signals us again when done
         deliver_all()
         self.terminate()
+
+    def _chain(self, previous: Any, signum: int, frame: Any, *, landed_in_lock: bool) -> None:
+        """Chain to a framework's handler, which ends the process (a graceful shutdown).
+
+        The records are sent on their way first; the framework's exit delivers the rest.
+        """
+        self.chained = True
+        if _CAN_HOLD_SIGNALS:
+            # The watch's signal, if one is under way, lands before the block (and runs
+            # this handler inside this run, returning at once) or waits, blocked: it is
+            # taken back, as it would end the process at its exit.
+            self._wait_for_a_send()
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            if _CAN_TAKE_BACK:
+                signal.sigtimedwait({signal.SIGTERM}, 0)
+        if not (landed_in_lock and run_on_standby(_flush_all_soon)):
+            _flush_all_soon()
+        try:
+            self.chaining = True  # a handler that chains back to us: the default path
+            previous(signum, frame)
+        finally:
+            self.chaining = False
 
     def _deliver_then_signal(self) -> None:
         try:
@@ -579,6 +640,9 @@ def _signal_main_thread() -> None:
 #: and how many times at most the main thread is signalled again, per process.
 _NUDGE_AFTER = 0.5
 _MAX_NUDGES = 40
+#: How long the handler's start waits for the watch's signal under way (microseconds,
+#: unless the watch's thread is descheduled), and the watch for the lock.
+_START_WAIT = 5.0
 _CREDENTIALS = struct.Struct("iII")  # struct ucred: pid, uid, gid
 
 
@@ -599,13 +663,14 @@ class _SigtermWatch:
     Either way ``Pool.terminate()`` then waits for that worker forever. The C handler also
     writes the signal's number to the wakeup fd: here a Unix datagram socket that is told
     each sender's pid. This thread reads it. A SIGTERM this process took, whose handler
-    (on the default path: no framework's handler before it) has not started after
-    ``_NUDGE_AFTER`` seconds, is sent again to the main thread; the same when the
-    standby's signal, sent once it delivered, goes unanswered. A SIGTERM a forked child
+    has not started after ``_NUDGE_AFTER`` seconds, is sent again to the main thread (also
+    when a framework's handler is chained to: it runs only through ours); the same when
+    the standby's signal, sent once it delivered, goes unanswered. A SIGTERM a forked child
     took before it left this socket is sent again to that child (through a pidfd opened
-    as the signal is read, so not to a process that takes its pid later). A second call
-    of the handler returns at once, so a signal sent again that crosses the start costs
-    nothing.
+    as the signal is read, so not to a process that takes its pid later). The main
+    thread's signal is sent with the handler's start held off
+    (``_SigtermHandler.send_unless_started``), so one sent as the handler starts costs
+    nothing: that start takes it.
 
     Only where no one else set a wakeup fd, with real threads (not under gevent or
     eventlet patched first), and on Linux (the sender's pid).
@@ -713,14 +778,18 @@ class _SigtermWatch:
         current: object = signal.getsignal(signal.SIGTERM)
         if current is not _SIGTERM or self._nudges >= _MAX_NUDGES:
             return False  # not ours any more: whoever took SIGTERM decides
-        if not _SIGTERM.unanswered() or not threading.main_thread().is_alive():
+        if not threading.main_thread().is_alive():
             return False
-        self._nudges += 1
         try:
-            signal.pthread_kill(self._main, signal.SIGTERM)
+            sent = _SIGTERM.send_unless_started(self._signal_main)
         except OSError:
             return False
-        return True
+        if sent:
+            self._nudges += 1
+        return sent
+
+    def _signal_main(self) -> None:
+        signal.pthread_kill(self._main, signal.SIGTERM)
 
     @staticmethod
     def _answers_for_children() -> bool:
@@ -772,6 +841,20 @@ def _threads_are_green() -> bool:
 def _flush_all_soon() -> None:
     for worker in live():
         worker.flush_soon()
+
+
+def _runs_in_the_handler(frame: Any) -> bool:
+    """Whether ``frame`` (where a signal landed) is inside a run of the SIGTERM handler.
+
+    Not so for a framework's handler chaining back to us: it passes on the frame it was
+    given, where the SIGTERM first landed.
+    """
+    handler_code = _SigtermHandler.__call__.__code__
+    while frame is not None:
+        if frame.f_code is handler_code:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _landed_in_locking_code(frame: Any) -> bool:

@@ -87,7 +87,7 @@ def terminate(process: subprocess.Popen[str]) -> tuple[int, str, float]:
     """Send SIGTERM; return the exit status, stderr and seconds until it ended."""
     started = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=SCRIPT_TIMEOUT)
+    _, stderr = communicate_or_kill(process)
     return process.returncode, stderr, time.monotonic() - started
 
 
@@ -482,6 +482,41 @@ def test_a_handler_chaining_back_to_batchlog_does_not_loop(tmp_path):
     assert list(range(10)) == records_of(tmp_path)
 
 
+def test_a_handler_chaining_back_while_batchlog_holds_a_lock_still_ends_by_sigterm(tmp_path):
+    """As above, but the SIGTERM lands while the main thread waits in batchlog's code (a
+    flush: the sink signals it): the default path hands the delivery to the standby, whose
+    signal must then reach the main thread, although chaining blocked SIGTERM there."""
+    process = start_script(
+        """
+        main = threading.get_ident()
+
+        def signalling_sink(batch):
+            signal.pthread_kill(main, signal.SIGTERM)  # the main thread waits in flush()
+            file_sink(batch)
+
+        writer = BatchWriter(1000, 60.0, signalling_sink)
+        batchlog.deliver_on_sigterm()
+        found = signal.getsignal(signal.SIGTERM)
+
+        def framework(signum, frame):
+            write_json("framework.json", signum)
+            found(signum, frame)
+
+        signal.signal(signal.SIGTERM, framework)
+        batchlog.deliver_on_sigterm()
+        for i in range(10):
+            writer.add(i)
+        writer.flush(timeout=60)
+        threading.Event().wait()  # only the standby's signal ends it
+        """,
+        tmp_path,
+    )
+    _, stderr = communicate_or_kill(process)
+    assert (process.returncode, stderr) == (-signal.SIGTERM, "")
+    assert json.loads((tmp_path / "framework.json").read_text()) == signal.SIGTERM
+    assert list(range(10)) == records_of(tmp_path)
+
+
 def test_sigterm_during_a_flush_wait_still_ends_by_sigterm(tmp_path):
     """A SIGTERM landing while the main thread waits in batchlog's own code (a flush) is
     delivered on the standby thread; should the main thread end normally first, the exit
@@ -518,10 +553,17 @@ import multiprocessing
 semaphore = multiprocessing.get_context("fork").Semaphore(0)
 main_tid = threading.get_native_id()
 
-def main_sleeps_in_the_semaphore():
+def main_futex_wait():
+    # The address the main thread sleeps on in a futex, or None if it does not.
     with open(f"/proc/self/task/{main_tid}/syscall") as status:
         fields = status.read().split()
-    return fields[0] == str(FUTEX) and int(fields[1], 16) == semaphore._semlock.handle
+    return int(fields[1], 16) if fields[0] == str(FUTEX) else None
+
+def main_sleeps_in_the_semaphore():
+    return main_futex_wait() == semaphore._semlock.handle
+
+def main_sleeps_in_a_futex():
+    return main_futex_wait() is not None
 
 def lose_the_interrupt():
     pause = threading.Event()
@@ -607,6 +649,120 @@ def test_a_lost_interrupt_after_the_standby_delivered_still_ends_the_process(tmp
     _, stderr = communicate_or_kill(process)
     assert (process.returncode, stderr) == (-signal.SIGTERM, "")
     assert list(range(150)) == records_of(tmp_path)
+
+
+@needs_futex_view
+def test_a_lost_interrupt_still_reaches_a_framework_chained_to(tmp_path):
+    """A framework's handler chained to runs only through batchlog's: when the SIGTERM
+    did not interrupt the main thread's wait, the watch signals it again all the same.
+    The framework then ends the process its way (here SystemExit), and the exit
+    delivers."""
+    process = start_lost_interrupt_script(
+        """
+        def framework(signum, frame):
+            write_json("framework.json", signum)
+            raise SystemExit(0)
+
+        writer = BatchWriter(1000, 60.0, file_sink)
+        signal.signal(signal.SIGTERM, framework)
+        batchlog.deliver_on_sigterm()
+        for i in range(150):
+            writer.add(i)
+        block_the_main_thread()
+        """,
+        tmp_path,
+    )
+    _, stderr = communicate_or_kill(process)
+    assert (process.returncode, stderr) == (0, "")
+    assert json.loads((tmp_path / "framework.json").read_text()) == signal.SIGTERM
+    assert list(range(150)) == records_of(tmp_path)
+
+
+@needs_futex_view
+def test_the_watchs_signal_crossing_the_handlers_start_is_taken_by_that_start(tmp_path):
+    """The watch decides to signal the main thread again, and just then the main thread
+    wakes and starts the handler (injected: the watch's signal goes out only once the
+    start waits for it). That signal must not call the framework's handler a second time,
+    nor wait, blocked, to end the process by SIGTERM at its exit: the framework decided
+    to go on, and the process ends normally."""
+    process = start_lost_interrupt_script(
+        """
+        calls = []
+
+        def framework(signum, frame):
+            calls.append(signum)
+
+        writer = BatchWriter(1000, 60.0, file_sink)
+        signal.signal(signal.SIGTERM, framework)
+        batchlog.deliver_on_sigterm()
+        handler = signal.getsignal(signal.SIGTERM)
+        for i in range(150):
+            writer.add(i)
+        real_kill = signal.pthread_kill
+
+        def send_as_the_handler_starts(thread_id, signum):
+            if threading.current_thread().name != "batchlog-sigterm-watch":
+                return real_kill(thread_id, signum)
+            semaphore.release()  # the main thread wakes: its handler starts, and waits
+            pause = threading.Event()
+            for _ in range(6000):  # a minute at most
+                if handler.started and main_sleeps_in_a_futex():
+                    break
+                pause.wait(0.01)
+            else:
+                os._exit(3)
+            return real_kill(thread_id, signum)
+
+        signal.pthread_kill = send_as_the_handler_starts
+        threading.Thread(target=lose_the_interrupt, daemon=True).start()
+        semaphore.acquire()
+        for _ in range(3):  # time for a signal that would run the handler again
+            sum(range(1000))
+        write_json("calls.json", [calls, sorted(signal.sigpending())])
+        """,
+        tmp_path,
+    )
+    _, stderr = communicate_or_kill(process)
+    assert (process.returncode, stderr) == (0, "")
+    assert json.loads((tmp_path / "calls.json").read_text()) == [[signal.SIGTERM], []]
+    assert list(range(150)) == records_of(tmp_path)
+
+
+def test_the_watchs_signal_arriving_as_the_handler_blocks_sigterm_is_taken_back(tmp_path):
+    """The watch's signal, sent just before the handler started, may reach the main thread
+    only once the chained handler blocked SIGTERM there (injected: sent right after the
+    block). Left pending, it would end by SIGTERM a process whose framework decided to
+    end normally; it is taken back."""
+    process = start_script(
+        """
+        def framework(signum, frame):
+            write_json("framework.json", signum)
+            raise SystemExit(0)
+
+        writer = BatchWriter(1000, 60.0, file_sink)
+        signal.signal(signal.SIGTERM, framework)
+        batchlog.deliver_on_sigterm()
+        real_sigmask = signal.pthread_sigmask
+
+        def block_then_signal(how, mask):
+            previous = real_sigmask(how, mask)
+            if how == signal.SIG_BLOCK and signal.SIGTERM in mask:
+                signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+            return previous
+
+        signal.pthread_sigmask = block_then_signal
+        for i in range(10):
+            writer.add(i)
+        ready()
+        threading.Event().wait()
+        """,
+        tmp_path,
+    )
+    wait_until_ready(process)
+    status, stderr, _ = terminate(process)
+    assert (status, stderr) == (0, "")
+    assert json.loads((tmp_path / "framework.json").read_text()) == signal.SIGTERM
+    assert list(range(10)) == records_of(tmp_path)
 
 
 def wakeup_fds_script(replace_in_parent: bool) -> str:
