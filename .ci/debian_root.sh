@@ -4,13 +4,32 @@
 #   enter_root      copies the host's CA bundle and pip settings in; mounts proc, a tmpfs
 #                   /dev/shm (multiprocessing's semaphores) and read-only binds of the
 #                   repository and the local package folders the pip settings name; all
-#                   unmounted when the script exits
+#                   unmounted when the script exits, after killing what still runs there
 #   in_root CMD     runs CMD with bash in the root, in a clean environment
 
 RO_DIRS=("$REPO" /opt/pypi /opt/pypi-more /opt/wheels)
 
+# A process still running in the root (a test's hung child that outlived pytest) keeps
+# its mounts busy: kill whatever has the root as its root first.
+kill_left_in_root() {
+    local root proc left=()
+    root=$(realpath "$ROOT")
+    for proc in /proc/[0-9]*; do
+        [[ $(readlink "$proc/root" 2>/dev/null) == "$root" ]] && left+=("${proc#/proc/}")
+    done
+    ((${#left[@]})) || return 0
+    echo "killing what still runs in $ROOT: ${left[*]}" >&2
+    kill -KILL "${left[@]}" 2>/dev/null || true
+    local tries
+    for ((tries = 0; tries < 50; tries++)); do
+        kill -0 "${left[@]}" 2>/dev/null || return 0
+        sleep 0.1
+    done
+}
+
 unmount_all() {
     local d
+    kill_left_in_root
     for d in "${RO_DIRS[@]}"; do
         if mountpoint -q "$ROOT$d"; then umount "$ROOT$d"; fi
     done
