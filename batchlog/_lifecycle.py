@@ -382,7 +382,6 @@ def _reset_in_child() -> None:
     _registry_lock = new_lock()
     _SHUTDOWN.reset()
     _STANDBY.reset_after_fork()
-    _SIGTERM.reset_after_fork()
     for worker in list(_open.values()):
         worker.reset_after_fork()
     if _open:
@@ -467,7 +466,9 @@ class _SigtermHandler:
         "chained",
         "chaining",
         "delivered",
+        "forks_hooked",
         "previous",
+        "sent_again",
         "started",
         "terminating",
     )
@@ -479,9 +480,11 @@ class _SigtermHandler:
         self.delivered = False
         self.chained = False
         self.chaining = False
+        self.sent_again = False  # the watch signalled the main thread before the start
+        self.forks_hooked = False
         # Held by the watch from its look at `started` to its signal, so that a start
-        # cannot cross a signal sent again (see `send_unless_started`). A plain lock: each
-        # side gives up after _START_WAIT; none takes it over from the other.
+        # cannot cross a signal sent again (see `send_unless_started`). A plain lock, so
+        # that neither side takes it over from the other; each gives up after _START_WAIT.
         self._start_lock = threading.Lock()
 
     def reset_after_fork(self) -> None:
@@ -489,7 +492,7 @@ class _SigtermHandler:
         if self.chained and _CAN_HOLD_SIGNALS:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # not the child's
         self.started = self.terminating = self.delivered = False
-        self.chained = self.chaining = False
+        self.chained = self.chaining = self.sent_again = False
         self._start_lock = threading.Lock()  # the watch may have held it at the fork
 
     def install(self, *, watch: bool) -> None:
@@ -501,6 +504,9 @@ class _SigtermHandler:
         if current is not self:
             self.previous = current
             signal.signal(signal.SIGTERM, self)
+        if not self.forks_hooked and hasattr(os, "register_at_fork"):
+            self.forks_hooked = True  # inherited by forked children, as the hook is
+            os.register_at_fork(after_in_child=self.reset_after_fork)
         if not watch:
             return
         # Also when it was installed already: a forkserver's child inherits the handler
@@ -530,15 +536,21 @@ class _SigtermHandler:
         A start never crosses it unseen, to call a framework's handler twice, or to leave a
         SIGTERM pending that would end the process at its exit.
         """
-        if not self._start_lock.acquire(timeout=_START_WAIT):
-            return False
+        lock = self._start_lock
+        if not lock.acquire(timeout=_START_WAIT):
+            # Left held by a start that an exception (Ctrl-C) ended between its acquire
+            # and its release: the handler holds it no longer than that. A fresh one.
+            lock = self._start_lock = threading.Lock()
+            if not lock.acquire(timeout=_START_WAIT):
+                return False
         try:
             if not self.unanswered():
                 return False
+            self.sent_again = True
             send()
             return True
         finally:
-            self._start_lock.release()
+            lock.release()
 
     def _wait_for_a_send(self) -> None:
         """At the handler's start: let a signal the watch is sending arrive first."""
@@ -551,12 +563,14 @@ class _SigtermHandler:
         return self.chained and _CAN_HOLD_SIGNALS and signal.SIGTERM in signal.sigpending()
 
     def __call__(self, signum: int, frame: Any) -> None:
+        handler_pid = os.getpid()  # read by _runs_in_the_handler: a run of this process
         if self.delivered:  # delivered on the standby thread, which signalled us again
             self.terminate()
         self.started = True
-        if _runs_in_the_handler(frame):
-            # A signal that landed while this handler runs: the same SIGTERM (the watch's,
-            # sent again as the handler started, or a second one), which that run answers.
+        if self.terminating or _runs_in_the_handler(frame, handler_pid):
+            # Ending already; or a signal that landed while this handler runs: the same
+            # SIGTERM (the watch's, sent again as the handler started, or a second one),
+            # which that run answers.
             return
         previous = self.previous
         # The interrupted code may hold a lock of ours or of logging's that delivering (or
@@ -565,7 +579,7 @@ class _SigtermHandler:
         if callable(previous) and not self.chaining:
             self._chain(previous, signum, frame, landed_in_lock=landed_in_lock)
             return
-        if previous == signal.SIG_IGN or self.terminating:
+        if previous == signal.SIG_IGN:
             return
         self.terminating = True
         if landed_in_lock and _CAN_HOLD_SIGNALS:
@@ -588,7 +602,8 @@ class _SigtermHandler:
             # taken back, as it would end the process at its exit.
             self._wait_for_a_send()
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-            if _CAN_TAKE_BACK:
+            if self.sent_again and _CAN_TAKE_BACK:
+                self.sent_again = False
                 signal.sigtimedwait({signal.SIGTERM}, 0)
         if not (landed_in_lock and run_on_standby(_flush_all_soon)):
             _flush_all_soon()
@@ -843,15 +858,19 @@ def _flush_all_soon() -> None:
         worker.flush_soon()
 
 
-def _runs_in_the_handler(frame: Any) -> bool:
+def _runs_in_the_handler(frame: Any, pid: int) -> bool:
     """Whether ``frame`` (where a signal landed) is inside a run of the SIGTERM handler.
 
-    Not so for a framework's handler chaining back to us: it passes on the frame it was
-    given, where the SIGTERM first landed.
+    Only a run started in this process (``pid``) counts: a child forked inside one (a
+    framework's handler starting a process) handles its own SIGTERMs. Not so either for a
+    framework's handler chaining back to us: it passes on the frame it was given, where
+    the SIGTERM first landed.
     """
     handler_code = _SigtermHandler.__call__.__code__
     while frame is not None:
-        if frame.f_code is handler_code:
+        # A run interrupted before it stored its pid is one of this process: a fork
+        # needs code to run first.
+        if frame.f_code is handler_code and frame.f_locals.get("handler_pid", pid) == pid:
             return True
         frame = frame.f_back
     return False

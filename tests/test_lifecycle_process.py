@@ -517,6 +517,90 @@ def test_a_handler_chaining_back_while_batchlog_holds_a_lock_still_ends_by_sigte
     assert list(range(10)) == records_of(tmp_path)
 
 
+def test_a_second_sigterm_while_the_standby_delivers_does_not_chain_again(tmp_path):
+    """As above, and a second SIGTERM comes while the standby delivers (injected: the
+    standby starts once the main thread handled it). The process is ending already: the
+    framework's handler is not called again, nor SIGTERM blocked again (the standby's
+    signal would then never arrive)."""
+    process = start_script(
+        """
+        from batchlog import _lifecycle
+
+        main = threading.get_ident()
+        second_handled = threading.Event()
+        real_deliver_all = _lifecycle.deliver_all
+
+        def deliver_after_the_second(*args, **kwargs):
+            if threading.get_ident() != main:
+                second_handled.wait(60)
+            return real_deliver_all(*args, **kwargs)
+
+        _lifecycle.deliver_all = deliver_after_the_second
+
+        def signalling_sink(batch):
+            signal.pthread_kill(main, signal.SIGTERM)  # the main thread waits in flush()
+            file_sink(batch)
+
+        writer = BatchWriter(1000, 60.0, signalling_sink)
+        batchlog.deliver_on_sigterm()
+        found = signal.getsignal(signal.SIGTERM)
+        calls = []
+
+        def framework(signum, frame):
+            calls.append(signum)
+            write_json("framework.json", calls)
+            found(signum, frame)
+
+        signal.signal(signal.SIGTERM, framework)
+        batchlog.deliver_on_sigterm()
+        for i in range(10):
+            writer.add(i)
+        writer.flush(timeout=60)
+        signal.raise_signal(signal.SIGTERM)  # its handler runs before this call returns
+        second_handled.set()
+        threading.Event().wait()  # only the standby's signal ends it
+        """,
+        tmp_path,
+    )
+    _, stderr = communicate_or_kill(process)
+    assert (process.returncode, stderr) == (-signal.SIGTERM, "")
+    assert json.loads((tmp_path / "framework.json").read_text()) == [signal.SIGTERM]
+    assert list(range(10)) == records_of(tmp_path)
+
+
+@needs_fork
+def test_a_child_forked_inside_the_handler_handles_its_own_sigterm(tmp_path):
+    """A framework's handler that forks (a process started during its shutdown): the
+    child's stack holds the parent's run of batchlog's handler, which is not the child's
+    own. A SIGTERM in the child is handled there (its framework's handler runs), not
+    taken for one landing inside a run."""
+    result, _ = run_logging_script(
+        """
+        parent = os.getpid()
+
+        def framework(signum, frame):
+            if os.getpid() != parent:
+                os._exit(7)  # the child's SIGTERM reached its framework's handler
+            child = os.fork()
+            if child == 0:
+                signal.raise_signal(signal.SIGTERM)
+                os._exit(5)  # the child's SIGTERM was swallowed
+            _, status = os.waitpid(child, 0)
+            write_json("child.json", os.waitstatus_to_exitcode(status))
+
+        writer = BatchWriter(1000, 60.0, file_sink)
+        signal.signal(signal.SIGTERM, framework)
+        batchlog.deliver_on_sigterm()
+        writer.add("parent")
+        signal.raise_signal(signal.SIGTERM)
+        """,
+        tmp_path,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads((tmp_path / "child.json").read_text()) == 7
+    assert records_of(tmp_path) == ["parent"]
+
+
 def test_sigterm_during_a_flush_wait_still_ends_by_sigterm(tmp_path):
     """A SIGTERM landing while the main thread waits in batchlog's own code (a flush) is
     delivered on the standby thread; should the main thread end normally first, the exit
@@ -728,12 +812,14 @@ def test_the_watchs_signal_crossing_the_handlers_start_is_taken_by_that_start(tm
     assert list(range(150)) == records_of(tmp_path)
 
 
+@needs_futex_view
 def test_the_watchs_signal_arriving_as_the_handler_blocks_sigterm_is_taken_back(tmp_path):
     """The watch's signal, sent just before the handler started, may reach the main thread
-    only once the chained handler blocked SIGTERM there (injected: sent right after the
-    block). Left pending, it would end by SIGTERM a process whose framework decided to
-    end normally; it is taken back."""
-    process = start_script(
+    only once the chained handler blocked SIGTERM there (injected: the watch's signal
+    wakes the main thread at once but arrives right after the block). Left pending, it
+    would end by SIGTERM a process whose framework decided to end normally; it is taken
+    back."""
+    process = start_lost_interrupt_script(
         """
         def framework(signum, frame):
             write_json("framework.json", signum)
@@ -742,27 +828,34 @@ def test_the_watchs_signal_arriving_as_the_handler_blocks_sigterm_is_taken_back(
         writer = BatchWriter(1000, 60.0, file_sink)
         signal.signal(signal.SIGTERM, framework)
         batchlog.deliver_on_sigterm()
-        real_sigmask = signal.pthread_sigmask
+        for i in range(150):
+            writer.add(i)
+        real_kill, real_sigmask = signal.pthread_kill, signal.pthread_sigmask
+        late = []
 
-        def block_then_signal(how, mask):
+        def send_late(thread_id, signum):
+            if threading.current_thread().name != "batchlog-sigterm-watch":
+                return real_kill(thread_id, signum)
+            late.append((thread_id, signum))
+            semaphore.release()  # the main thread wakes as if the signal had arrived
+
+        def block_then_arrive(how, mask):
             previous = real_sigmask(how, mask)
-            if how == signal.SIG_BLOCK and signal.SIGTERM in mask:
-                signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+            if how == signal.SIG_BLOCK and late:
+                real_kill(*late.pop())
             return previous
 
-        signal.pthread_sigmask = block_then_signal
-        for i in range(10):
-            writer.add(i)
-        ready()
-        threading.Event().wait()
+        signal.pthread_kill, signal.pthread_sigmask = send_late, block_then_arrive
+        threading.Thread(target=lose_the_interrupt, daemon=True).start()
+        semaphore.acquire()
+        os._exit(4)  # not reached: the framework's handler ends the process
         """,
         tmp_path,
     )
-    wait_until_ready(process)
-    status, stderr, _ = terminate(process)
-    assert (status, stderr) == (0, "")
+    _, stderr = communicate_or_kill(process)
+    assert (process.returncode, stderr) == (0, "")
     assert json.loads((tmp_path / "framework.json").read_text()) == signal.SIGTERM
-    assert list(range(10)) == records_of(tmp_path)
+    assert list(range(150)) == records_of(tmp_path)
 
 
 def wakeup_fds_script(replace_in_parent: bool) -> str:
