@@ -482,48 +482,20 @@ def test_a_handler_chaining_back_to_batchlog_does_not_loop(tmp_path):
     assert list(range(10)) == records_of(tmp_path)
 
 
-def test_a_handler_chaining_back_while_batchlog_holds_a_lock_still_ends_by_sigterm(tmp_path):
+@pytest.mark.parametrize("second", [False, True], ids=["one", "a second while delivering"])
+def test_a_handler_chaining_back_while_batchlog_holds_a_lock_still_ends_by_sigterm(
+    tmp_path, second
+):
     """As above, but the SIGTERM lands while the main thread waits in batchlog's code (a
     flush: the sink signals it): the default path hands the delivery to the standby, whose
-    signal must then reach the main thread, although chaining blocked SIGTERM there."""
+    signal must then reach the main thread, although chaining blocked SIGTERM there.
+
+    A second SIGTERM may come while the standby delivers (injected: the standby starts
+    once the main thread handled it). The process is ending already: the framework's
+    handler is not called again, nor SIGTERM blocked again (the standby's signal would
+    then never arrive)."""
     process = start_script(
-        """
-        main = threading.get_ident()
-
-        def signalling_sink(batch):
-            signal.pthread_kill(main, signal.SIGTERM)  # the main thread waits in flush()
-            file_sink(batch)
-
-        writer = BatchWriter(1000, 60.0, signalling_sink)
-        batchlog.deliver_on_sigterm()
-        found = signal.getsignal(signal.SIGTERM)
-
-        def framework(signum, frame):
-            write_json("framework.json", signum)
-            found(signum, frame)
-
-        signal.signal(signal.SIGTERM, framework)
-        batchlog.deliver_on_sigterm()
-        for i in range(10):
-            writer.add(i)
-        writer.flush(timeout=60)
-        threading.Event().wait()  # only the standby's signal ends it
-        """,
-        tmp_path,
-    )
-    _, stderr = communicate_or_kill(process)
-    assert (process.returncode, stderr) == (-signal.SIGTERM, "")
-    assert json.loads((tmp_path / "framework.json").read_text()) == signal.SIGTERM
-    assert list(range(10)) == records_of(tmp_path)
-
-
-def test_a_second_sigterm_while_the_standby_delivers_does_not_chain_again(tmp_path):
-    """As above, and a second SIGTERM comes while the standby delivers (injected: the
-    standby starts once the main thread handled it). The process is ending already: the
-    framework's handler is not called again, nor SIGTERM blocked again (the standby's
-    signal would then never arrive)."""
-    process = start_script(
-        """
+        f"""
         from batchlog import _lifecycle
 
         main = threading.get_ident()
@@ -556,7 +528,8 @@ def test_a_second_sigterm_while_the_standby_delivers_does_not_chain_again(tmp_pa
         for i in range(10):
             writer.add(i)
         writer.flush(timeout=60)
-        signal.raise_signal(signal.SIGTERM)  # its handler runs before this call returns
+        if {second}:
+            signal.raise_signal(signal.SIGTERM)  # its handler runs before this returns
         second_handled.set()
         threading.Event().wait()  # only the standby's signal ends it
         """,
@@ -674,9 +647,36 @@ needs_futex_view = pytest.mark.skipif(
 )
 
 
-def start_lost_interrupt_script(body: str, out: Path) -> subprocess.Popen[str]:
+def start_lost_interrupt_script(
+    body: str, out: Path, *, prelude: str = ""
+) -> subprocess.Popen[str]:
+    """Start LOST_INTERRUPT, then ``prelude`` and ``body`` (each dedented)."""
     futex = FUTEX_SYSCALLS.get(os.uname().machine, 0)
-    return start_script(f"FUTEX = {futex}\n" + LOST_INTERRUPT + textwrap.dedent(body), out)
+    script = LOST_INTERRUPT + textwrap.dedent(prelude) + textwrap.dedent(body)
+    return start_script(f"FUTEX = {futex}\n" + script, out)
+
+
+#: A prelude: batchlog chained to a framework's handler that ends the process its own way
+#: (SystemExit), with 150 records to deliver at exit.
+CHAINED_TO_AN_EXITING_FRAMEWORK = """
+    def framework(signum, frame):
+        write_json("framework.json", signum)
+        raise SystemExit(0)
+
+    writer = BatchWriter(1000, 60.0, file_sink)
+    signal.signal(signal.SIGTERM, framework)
+    batchlog.deliver_on_sigterm()
+    for i in range(150):
+        writer.add(i)
+"""
+
+
+def ended_by_the_framework(process: subprocess.Popen[str], out: Path) -> None:
+    """The framework's handler ran, the process ended as it chose, everything delivered."""
+    _, stderr = communicate_or_kill(process)
+    assert (process.returncode, stderr) == (0, "")
+    assert json.loads((out / "framework.json").read_text()) == signal.SIGTERM
+    assert list(range(150)) == records_of(out)
 
 
 @needs_futex_view
@@ -743,23 +743,12 @@ def test_a_lost_interrupt_still_reaches_a_framework_chained_to(tmp_path):
     delivers."""
     process = start_lost_interrupt_script(
         """
-        def framework(signum, frame):
-            write_json("framework.json", signum)
-            raise SystemExit(0)
-
-        writer = BatchWriter(1000, 60.0, file_sink)
-        signal.signal(signal.SIGTERM, framework)
-        batchlog.deliver_on_sigterm()
-        for i in range(150):
-            writer.add(i)
         block_the_main_thread()
         """,
         tmp_path,
+        prelude=CHAINED_TO_AN_EXITING_FRAMEWORK,
     )
-    _, stderr = communicate_or_kill(process)
-    assert (process.returncode, stderr) == (0, "")
-    assert json.loads((tmp_path / "framework.json").read_text()) == signal.SIGTERM
-    assert list(range(150)) == records_of(tmp_path)
+    ended_by_the_framework(process, tmp_path)
 
 
 @needs_futex_view
@@ -821,15 +810,6 @@ def test_the_watchs_signal_arriving_as_the_handler_blocks_sigterm_is_taken_back(
     back."""
     process = start_lost_interrupt_script(
         """
-        def framework(signum, frame):
-            write_json("framework.json", signum)
-            raise SystemExit(0)
-
-        writer = BatchWriter(1000, 60.0, file_sink)
-        signal.signal(signal.SIGTERM, framework)
-        batchlog.deliver_on_sigterm()
-        for i in range(150):
-            writer.add(i)
         real_kill, real_sigmask = signal.pthread_kill, signal.pthread_sigmask
         late = []
 
@@ -851,11 +831,9 @@ def test_the_watchs_signal_arriving_as_the_handler_blocks_sigterm_is_taken_back(
         os._exit(4)  # not reached: the framework's handler ends the process
         """,
         tmp_path,
+        prelude=CHAINED_TO_AN_EXITING_FRAMEWORK,
     )
-    _, stderr = communicate_or_kill(process)
-    assert (process.returncode, stderr) == (0, "")
-    assert json.loads((tmp_path / "framework.json").read_text()) == signal.SIGTERM
-    assert list(range(150)) == records_of(tmp_path)
+    ended_by_the_framework(process, tmp_path)
 
 
 def wakeup_fds_script(replace_in_parent: bool) -> str:
