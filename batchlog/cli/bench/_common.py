@@ -9,7 +9,10 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = [
     "BenchmarkError",
@@ -22,7 +25,10 @@ __all__ = [
     "platform_info",
     "run_threads",
     "spread",
+    "with_repeats",
 ]
+
+_SizesT = TypeVar("_SizesT", bound="DataclassInstance")
 
 
 class BenchmarkError(RuntimeError):
@@ -119,10 +125,20 @@ class Check:
     label: str
     passed: bool
 
+    @classmethod
+    def of(cls, ratio: Ratio, label: str) -> Check:
+        """The check that ``ratio`` meets its target (it must have one)."""
+        return cls(label, bool(ratio.passed))
+
 
 def check_lines(checks: Sequence[Check]) -> list[str]:
     """Return ``PASS  label`` or ``FAIL  label`` for each check."""
     return [f"{'PASS' if check.passed else 'FAIL'}  {check.label}" for check in checks]
+
+
+def with_repeats(chosen: _SizesT, repeats: int | None) -> _SizesT:
+    """``chosen`` (a suite's ``Sizes`` dataclass), with ``repeats`` repeats when given."""
+    return chosen if repeats is None else dataclasses.replace(chosen, repeats=repeats)
 
 
 def spread(numerators: Sequence[float], denominators: Sequence[float]) -> tuple[float, float]:

@@ -56,7 +56,7 @@ from batchlog.sinks.sqlite import create_table_sql
 # row function (an older, slower copy once made the ratio unfair).
 from batchlog.sinks.sqlite import row_values as sqlite_row
 
-from ._common import Column, PlatformInfo, Ratio, format_table, platform_info
+from ._common import Column, PlatformInfo, Ratio, format_table, platform_info, with_repeats
 
 __all__ = [
     "SUITE",
@@ -95,7 +95,7 @@ def sizes(*, quick: bool = False, records: int | None = None, repeats: int | Non
         chosen = Sizes(records, max(records // 10, 1), 1)
     else:
         chosen = Sizes(2_000, 200, 1) if quick else Sizes(20_000, 2_000, 3)
-    return chosen if repeats is None else dataclasses.replace(chosen, repeats=repeats)
+    return with_repeats(chosen, repeats)
 
 
 def _available(*modules: str) -> bool:

@@ -33,6 +33,7 @@ from ._common import (
     format_table,
     platform_info,
     run_threads,
+    with_repeats,
 )
 
 __all__ = ["SUITE", "Report", "Row", "Sizes", "header_lines", "result_lines", "run", "sizes"]
@@ -67,7 +68,7 @@ def sizes(*, quick: bool = False, records: int | None = None, repeats: int | Non
         chosen = Sizes(records, 1)
     else:
         chosen = Sizes(50_000, 3) if quick else Sizes(200_000, 5)
-    return chosen if repeats is None else dataclasses.replace(chosen, repeats=repeats)
+    return with_repeats(chosen, repeats)
 
 
 class _Candidate:
@@ -239,7 +240,7 @@ def run(chosen: Sizes) -> Report:
 
     def hold(ratio: Ratio, label: str) -> None:
         ratios.append(ratio)
-        checks.append(Check(label, bool(ratio.passed)))
+        checks.append(Check.of(ratio, label))
 
     for writer_candidate in (add, try_add):
         name, method = writer_candidate.name, writer_candidate.method
