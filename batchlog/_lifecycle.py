@@ -47,6 +47,7 @@ from ._sync import Wakeup, new_lock
 from ._validate import check_bool
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from types import FrameType
 
 __all__ = [
@@ -867,23 +868,25 @@ def _runs_in_the_handler(frame: Any, pid: int) -> bool:
     the SIGTERM first landed.
     """
     handler_code = _SigtermHandler.__call__.__code__
-    while frame is not None:
-        # A run interrupted before it stored its pid is one of this process: a fork
-        # needs code to run first.
-        if frame.f_code is handler_code and frame.f_locals.get("handler_pid", pid) == pid:
-            return True
-        frame = frame.f_back
-    return False
+    # A run interrupted before it stored its pid is one of this process: a fork needs
+    # code to run first.
+    return any(
+        caller.f_code is handler_code and caller.f_locals.get("handler_pid", pid) == pid
+        for caller in _stack(frame)
+    )
 
 
 def _landed_in_locking_code(frame: Any) -> bool:
     """Whether ``frame`` or any caller of it runs code of ``_LOCKING_MODULES``."""
+    names = (caller.f_globals.get("__name__", "") for caller in _stack(frame))
+    return any(name == "logging" or name.startswith(_LOCKING_MODULES) for name in names)
+
+
+def _stack(frame: FrameType | None) -> Iterator[FrameType]:
+    """``frame`` and its callers, innermost first (nothing for None)."""
     while frame is not None:
-        name = frame.f_globals.get("__name__", "")
-        if name == "logging" or name.startswith(_LOCKING_MODULES):
-            return True
+        yield frame
         frame = frame.f_back
-    return False
 
 
 def deliver_on_sigterm(*, watch: bool = True) -> None:
