@@ -1,6 +1,7 @@
-# Sourced by .ci/python314.sh and .ci/python313t.sh: enter a Debian root at $ROOT that pip
-# inside can install into exactly as outside, and run commands in it. Needs REPO and ROOT.
+# Sourced by .ci/python314.sh and .ci/python313t.sh: make a Debian root at $ROOT, enter it so
+# that pip inside can install exactly as outside, and run commands in it. Needs REPO and ROOT.
 #
+#   make_root PKGS  debootstraps a minimal Debian unstable root with PKGS (comma-separated)
 #   enter_root      copies the host's CA bundle and pip settings in; mounts proc, a tmpfs
 #                   /dev/shm (multiprocessing's semaphores) and read-only binds of the
 #                   repository and the local package folders the pip settings name; all
@@ -8,6 +9,13 @@
 #   in_root CMD     runs CMD with bash in the root, in a clean environment
 
 RO_DIRS=("$REPO" /opt/pypi /opt/pypi-more /opt/wheels)
+
+make_root() {
+    command -v debootstrap >/dev/null || { apt-get update -q; apt-get install -y -q debootstrap; }
+    debootstrap --variant=minbase --include="$1" \
+        sid "$ROOT" http://deb.debian.org/debian >"$ROOT.debootstrap.log" 2>&1 \
+        || { tail -20 "$ROOT.debootstrap.log" >&2; return 1; }
+}
 
 # A process still running in the root (a test's hung child that outlived pytest) keeps
 # its mounts busy: kill whatever has the root as its root first.

@@ -31,16 +31,12 @@ export DEBIAN_FRONTEND=noninteractive
 started=$SECONDS
 step() { echo "python-ft: $1 ($((SECONDS - started)) s)"; }
 
-command -v debootstrap >/dev/null || { apt-get update -q; apt-get install -y -q debootstrap; }
-if [[ ! -x $ROOT/usr/bin/apt-get ]]; then
-    debootstrap --variant=minbase --include=ca-certificates \
-        sid "$ROOT" http://deb.debian.org/debian >"$ROOT.debootstrap.log" 2>&1 \
-        || { tail -20 "$ROOT.debootstrap.log" >&2; exit 1; }
-    step "debootstrap"
-fi
-
 # shellcheck source=.ci/debian_root.sh
 source "$REPO/.ci/debian_root.sh"
+if [[ ! -x $ROOT/usr/bin/apt-get ]]; then
+    make_root ca-certificates
+    step "debootstrap"
+fi
 enter_root
 
 built() {  # the free-threaded interpreter already in the root, if any

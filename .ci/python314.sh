@@ -14,15 +14,9 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROOT=${ROOT:?set ROOT to a directory for the Debian root}
 export DEBIAN_FRONTEND=noninteractive
 
-command -v debootstrap >/dev/null || { apt-get update -q; apt-get install -y -q debootstrap; }
-if [[ ! -x $ROOT/usr/bin/python3.14 ]]; then
-    debootstrap --variant=minbase --include=python3.14,python3.14-venv,ca-certificates \
-        sid "$ROOT" http://deb.debian.org/debian >"$ROOT.debootstrap.log" 2>&1 \
-        || { tail -20 "$ROOT.debootstrap.log" >&2; exit 1; }
-fi
-
 # shellcheck source=.ci/debian_root.sh
 source "$REPO/.ci/debian_root.sh"
+[[ -x $ROOT/usr/bin/python3.14 ]] || make_root python3.14,python3.14-venv,ca-certificates
 enter_root
 
 [[ -x $ROOT/opt/venv-3.14/bin/python ]] || in_root "python3.14 -m venv /opt/venv-3.14"
