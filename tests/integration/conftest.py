@@ -44,6 +44,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def pause_on(process: subprocess.Popen[bytes], seconds: float = 0.05) -> None:
+    """Between two polls of what another process does (nothing to wait on): wait on that
+    process, at most ``seconds``, which also notices at once that it ended."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(seconds)
+
+
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     """Wait until something accepts on ``port`` (failing early if ``process`` ended)."""
     deadline = time.monotonic() + timeout
@@ -53,10 +60,7 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
             raise AssertionError(msg)
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
             return
-        # A port another process opens has nothing to wait on: wait on the process instead
-        # between tries, which also notices at once that it ended.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(0.05)
+        pause_on(process)
     msg = f"nothing listened on port {port} within {timeout} s"
     raise AssertionError(msg)
 

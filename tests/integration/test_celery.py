@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from .conftest import (
     finish,
     free_port,
     group_killed_after,
+    pause_on,
     report_row,
     start,
     wait_for_port,
@@ -181,10 +181,7 @@ def test_records_stored_exactly_once_after_warm_shutdown(tmp_path, db, redis_url
             waited = time.monotonic()
             deadline = waited + RESULTS_TIMEOUT + 10.0
             while client.poll() is None and worker.poll() is None and time.monotonic() < deadline:
-                # Wait on the client, looking at the worker between waits: one that died
-                # ends the wait too.
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    client.wait(0.05)
+                pause_on(client)  # and look at the worker between: one that died ends it too
             if client.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(client.pid, signal.SIGKILL)

@@ -46,6 +46,7 @@ from .conftest import (
     child_env,
     finish,
     free_port,
+    pause_on,
     report_row,
     start,
     wait_for_port,
@@ -253,7 +254,7 @@ class Traffic:
                 return
             if time.monotonic() > deadline:
                 self.fail(f"no new worker served within {NEW_WORKER_TIMEOUT} s of {what}")
-            time.sleep(0.05)  # polling another process's workers: there is nothing to wait on
+            self._stop.wait(0.05)  # between polls; a failure noted meanwhile ends them at once
 
     def fail(self, message: str) -> None:
         """Note what went wrong; no further request is sent."""
@@ -295,7 +296,7 @@ class Server:
             if time.monotonic() > deadline:
                 waiting = sorted(pids - booted)
                 return pids, f"workers {waiting} of {sorted(pids)} not booted in time"
-            time.sleep(0.05)  # polling another process's children: there is nothing to wait on
+            pause_on(self.process)  # polling its children: wait on gunicorn between
 
     def booted_workers(self, traffic: Traffic) -> set[int]:
         """The workers' pids once all have booted (a failure is noted in ``traffic``)."""
