@@ -580,15 +580,40 @@ def test_sigterm_during_a_flush_wait_still_ends_by_sigterm(tmp_path):
     still ends the process by SIGTERM."""
     process = start_script(
         """
-        def slow_sink(batch):
-            time.sleep(0.2)  # the sink's own slowness; nothing waits on a thread with it
+        from batchlog import _lifecycle
+
+        main = threading.get_ident()
+        held = []
+
+        def until(condition):
+            pause = threading.Event()
+            for _ in range(6000):  # a minute at most
+                if condition():
+                    return
+                pause.wait(0.01)
+            os._exit(3)
+
+        def main_waits_in_flush():
+            frame = sys._current_frames().get(main)
+            while frame is not None:
+                where = (frame.f_code.co_name, frame.f_globals["__name__"])
+                if where == ("flush", "batchlog.writer"):
+                    return True
+                frame = frame.f_back
+            return False
+
+        def holding_sink(batch):
+            if not held:  # the first batch is held until the SIGTERM was handled
+                held.append(batch)
+                until(main_waits_in_flush)
+                ready()  # the SIGTERM is sent now: it lands in the flush
+                until(lambda: _lifecycle._SIGTERM.terminating)
             file_sink(batch)
 
-        writer = BatchWriter(10, 60.0, slow_sink, exit_timeout=10)
+        writer = BatchWriter(10, 60.0, holding_sink, exit_timeout=10)
         batchlog.deliver_on_sigterm()
         for i in range(30):
             writer.add(i)
-        ready()
         writer.flush(timeout=60)  # the SIGTERM lands in here
         """,
         tmp_path,
